@@ -1,0 +1,203 @@
+// Configuration: parsed once from the environment at startup, every problem listed at once.
+
+export type ProviderName = "anthropic" | "openai" | "mock"
+export const PROVIDERS: readonly ProviderName[] = ["anthropic", "openai", "mock"]
+
+/** `auto`: providers without a key are served by the mock; `off`: never mock; `all`: mock everything. */
+export type MockMode = "auto" | "off" | "all"
+
+export type ModelSettings = { maxTokens?: number; temperature?: number; thinkingBudget?: number }
+
+export type ProviderConfig = {
+  apiKey?: string
+  baseURL?: string
+  model: string
+  maxTokens: number
+  temperature?: number
+}
+
+export type Config = {
+  port: number
+  host: string
+  anthropic: ProviderConfig & { thinkingBudget: number; maxThinkingBudget: number }
+  openai: ProviderConfig & { reasoningModels: string[] }
+  defaultProvider: ProviderName
+  allowedModels: string[]
+  modelSettings: Record<string, ModelSettings>
+  corsOrigins: string[]
+  maxBodyBytes: number
+  toolsFile?: string
+  mock: MockMode
+  mockDelayMs: number
+  heartbeatMs: number
+  providerMaxRetries: number
+  providerTimeoutMs: number
+}
+
+export const MOCK_MODEL = "sidechat-mock"
+
+export type ConfigResult = { ok: true; value: Config; warnings: string[] } | { ok: false; problems: string[] }
+
+/** Parses the environment; nothing else in sidechat reads it. */
+export function parseConfig(env: Record<string, string | undefined>): ConfigResult {
+  const problems: string[] = []
+  const warnings: string[] = []
+  const str = (name: string) => {
+    const value = env[name]?.trim()
+    return value ? value : undefined
+  }
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const raw = str(name)
+    if (raw === undefined) return fallback
+    const value = Number(raw)
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name}=${JSON.stringify(raw)}: expected a whole number from ${min} to ${max}`)
+      return fallback
+    }
+    return value
+  }
+  const num = (name: string, min: number, max: number) => {
+    const raw = str(name)
+    if (raw === undefined) return undefined
+    const value = Number(raw)
+    if (!Number.isFinite(value) || value < min || value > max) {
+      problems.push(`${name}=${JSON.stringify(raw)}: expected a number from ${min} to ${max}`)
+      return undefined
+    }
+    return value
+  }
+  const list = (name: string) =>
+    str(name)
+      ?.split(",")
+      .map((item) => item.trim())
+      .filter(Boolean)
+  const key = (name: string, prefix: string, checkPrefix: boolean) => {
+    const value = str(name)
+    if (value === undefined) return undefined
+    if (value.startsWith("op://")) {
+      problems.push(
+        `${name} is a 1Password reference (op://…), not a key: start sidechat with \`op run --env-file=.env -- bun run index.ts\` so 1Password resolves it`,
+      )
+      return undefined
+    }
+    if (checkPrefix && !value.startsWith(prefix))
+      warnings.push(`${name} (${maskKey(value)}) does not start with "${prefix}"; is it the right key?`)
+    return value
+  }
+
+  const anthropicBaseURL = str("ANTHROPIC_BASE_URL")
+  const openaiBaseURL = str("OPENAI_BASE_URL")
+  for (const [name, url] of [
+    ["ANTHROPIC_BASE_URL", anthropicBaseURL],
+    ["OPENAI_BASE_URL", openaiBaseURL],
+  ] as const) {
+    if (url !== undefined && !URL.canParse(url)) problems.push(`${name}=${JSON.stringify(url)}: not a URL`)
+  }
+
+  const maxTokens = int("MAX_TOKENS", 1024, 1, 1_000_000)
+  const temperature = num("TEMPERATURE", 0, 2)
+  const anthropic = {
+    apiKey: key("ANTHROPIC_API_KEY", "sk-ant-", anthropicBaseURL === undefined),
+    baseURL: anthropicBaseURL,
+    model: str("ANTHROPIC_MODEL") ?? "claude-sonnet-4-5",
+    maxTokens: int("ANTHROPIC_MAX_TOKENS", maxTokens, 1, 1_000_000),
+    temperature: num("ANTHROPIC_TEMPERATURE", 0, 1) ?? (temperature === undefined ? undefined : Math.min(temperature, 1)),
+    thinkingBudget: int("ANTHROPIC_THINKING_BUDGET", 0, 0, 1_000_000),
+    maxThinkingBudget: int("MAX_THINKING_BUDGET", 16_000, 0, 1_000_000),
+  }
+  if (anthropic.thinkingBudget > 0 && anthropic.thinkingBudget < 1024)
+    problems.push(`ANTHROPIC_THINKING_BUDGET=${anthropic.thinkingBudget}: Anthropic needs at least 1024 (or 0 for off)`)
+  const openai = {
+    apiKey: key("OPENAI_API_KEY", "sk-", openaiBaseURL === undefined),
+    baseURL: openaiBaseURL,
+    model: str("OPENAI_MODEL") ?? "gpt-4o-mini",
+    maxTokens: int("OPENAI_MAX_TOKENS", maxTokens, 1, 1_000_000),
+    temperature: num("OPENAI_TEMPERATURE", 0, 2) ?? temperature ?? 0.7,
+    reasoningModels: list("OPENAI_REASONING_MODELS") ?? ["o1*", "o3*", "o4*", "gpt-5*"],
+  }
+
+  const mock = (str("MOCK") ?? "auto") as MockMode
+  if (!["auto", "off", "all"].includes(mock)) problems.push(`MOCK=${JSON.stringify(mock)}: expected auto, off or all`)
+
+  const fallbackProvider: ProviderName = anthropic.apiKey ? "anthropic" : openai.apiKey ? "openai" : "mock"
+  const defaultProvider = (str("DEFAULT_PROVIDER") ?? fallbackProvider) as ProviderName
+  if (!PROVIDERS.includes(defaultProvider))
+    problems.push(`DEFAULT_PROVIDER=${JSON.stringify(defaultProvider)}: expected one of ${PROVIDERS.join(", ")}`)
+
+  const modelSettings = parseModelSettings(str("MODEL_SETTINGS"), problems)
+  const cors = list("CORS_ORIGINS") ?? ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+
+  const value: Config = {
+    port: int("PORT", 8080, 0, 65535),
+    host: str("HOST") ?? "127.0.0.1",
+    anthropic,
+    openai,
+    defaultProvider,
+    allowedModels: list("ALLOWED_MODELS") ?? [anthropic.model, openai.model],
+    modelSettings,
+    corsOrigins: cors,
+    maxBodyBytes: int("MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    toolsFile: str("TOOLS_FILE"),
+    mock,
+    mockDelayMs: int("MOCK_DELAY_MS", 25, 0, 10_000),
+    heartbeatMs: int("HEARTBEAT_MS", 5000, 100, 9000),
+    providerMaxRetries: int("PROVIDER_MAX_RETRIES", 2, 0, 10),
+    providerTimeoutMs: int("PROVIDER_TIMEOUT_MS", 600_000, 1000, 3_600_000),
+  }
+  return problems.length ? { ok: false, problems } : { ok: true, value, warnings }
+}
+
+function parseModelSettings(raw: string | undefined, problems: string[]): Record<string, ModelSettings> {
+  if (raw === undefined) return {}
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(raw)
+  } catch {
+    problems.push('MODEL_SETTINGS: not JSON (expected {"model": {"maxTokens": 2048, "temperature": 0.2}})')
+    return {}
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    problems.push("MODEL_SETTINGS: expected a JSON object keyed by model name")
+    return {}
+  }
+  const settings: Record<string, ModelSettings> = {}
+  for (const [model, entry] of Object.entries(parsed)) {
+    const { maxTokens, temperature, thinkingBudget, ...rest } = (entry ?? {}) as Record<string, unknown>
+    const bad = (field: string, value: unknown) =>
+      problems.push(`MODEL_SETTINGS["${model}"].${field}=${JSON.stringify(value)}: not a valid value`)
+    for (const field of Object.keys(rest)) bad(field, rest[field])
+    if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && (maxTokens as number) > 0))
+      bad("maxTokens", maxTokens)
+    if (temperature !== undefined && !(typeof temperature === "number" && temperature >= 0 && temperature <= 2))
+      bad("temperature", temperature)
+    if (thinkingBudget !== undefined && !(Number.isInteger(thinkingBudget) && (thinkingBudget as number) >= 0))
+      bad("thinkingBudget", thinkingBudget)
+    settings[model] = { maxTokens, temperature, thinkingBudget } as ModelSettings
+  }
+  return settings
+}
+
+/** Shows enough of a key to recognise it and never enough to use it. */
+export function maskKey(key: string): string {
+  if (key.length < 16) return "****"
+  return `${key.slice(0, 7)}…${key.slice(-4)}`
+}
+
+/** `*` matches any run of characters; everything else is literal. */
+export function matchesPattern(pattern: string, value: string): boolean {
+  if (!pattern.includes("*")) return pattern === value
+  const source = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+  return new RegExp(`^${source.join(".*")}$`).test(value)
+}
+
+export function matchesAny(patterns: readonly string[], value: string): boolean {
+  return patterns.some((pattern) => matchesPattern(pattern, value))
+}
+
+/** Whether a provider is served live, by the mock, or not at all under this config. */
+export function providerMode(config: Config, provider: ProviderName): "live" | "mock" | "off" {
+  if (provider === "mock") return "mock"
+  if (config.mock === "all") return "mock"
+  if (config[provider].apiKey) return "live"
+  return config.mock === "auto" ? "mock" : "off"
+}

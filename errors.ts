@@ -1,0 +1,97 @@
+// Provider failures, whatever their shape, become one stable code, an HTTP status and a safe message.
+import Anthropic from "@anthropic-ai/sdk"
+import OpenAI from "openai"
+import type { ErrorCode } from "./parts"
+
+export type Failure = { status: number; code: ErrorCode; message: string; retryAfter?: string }
+
+const BY_TYPE: Record<string, ErrorCode> = {
+  overloaded_error: "provider_overloaded",
+  rate_limit_error: "rate_limited",
+  authentication_error: "provider_auth_failed",
+  permission_error: "provider_auth_failed",
+  invalid_request_error: "provider_rejected_request",
+  not_found_error: "model_not_found",
+  request_too_large: "payload_too_large",
+  api_error: "provider_error",
+  timeout_error: "provider_timeout",
+}
+
+const STATUS_OF: Record<ErrorCode, number> = {
+  invalid_json: 400,
+  invalid_request: 400,
+  unsupported_media_type: 415,
+  payload_too_large: 413,
+  not_found: 404,
+  method_not_allowed: 405,
+  origin_not_allowed: 403,
+  unknown_provider: 400,
+  provider_not_configured: 503,
+  model_not_allowed: 400,
+  model_not_found: 400,
+  provider_rejected_request: 400,
+  provider_auth_failed: 502,
+  rate_limited: 429,
+  provider_overloaded: 503,
+  provider_error: 502,
+  provider_unreachable: 502,
+  provider_timeout: 504,
+  stream_interrupted: 502,
+  internal_error: 500,
+}
+
+function codeForStatus(status: number): ErrorCode {
+  if (status === 401 || status === 403) return "provider_auth_failed"
+  if (status === 404) return "model_not_found"
+  if (status === 413) return "payload_too_large"
+  if (status === 429) return "rate_limited"
+  if (status === 529 || status === 503) return "provider_overloaded"
+  if (status === 408 || status === 504) return "provider_timeout"
+  if (status >= 400 && status < 500) return "provider_rejected_request"
+  return "provider_error"
+}
+
+/** Classifies anything a provider call can throw; `provider` names it in messages. */
+export function classifyError(error: unknown, provider: string): Failure {
+  if (error instanceof Anthropic.APIConnectionTimeoutError || error instanceof OpenAI.APIConnectionTimeoutError)
+    return failure("provider_timeout", `${provider} did not answer in time`)
+  if (error instanceof Anthropic.APIConnectionError || error instanceof OpenAI.APIConnectionError)
+    return failure("provider_unreachable", `could not reach ${provider}`)
+  if (error instanceof Anthropic.APIError || error instanceof OpenAI.APIError) {
+    const body = (error.error ?? {}) as { type?: string; message?: string; error?: { type?: string; message?: string } }
+    const type = body.error?.type ?? body.type
+    const code = (type && BY_TYPE[type]) || (error.status ? codeForStatus(error.status) : "provider_error")
+    const detail = body.error?.message ?? body.message
+    const retryAfter = error.headers?.get("retry-after") ?? undefined
+    const status = error.status === 429 ? 429 : STATUS_OF[code]
+    return { ...failure(code, safeMessage(code, provider, detail)), status, ...(retryAfter && { retryAfter }) }
+  }
+  return failure("internal_error", "sidechat failed while streaming the response")
+}
+
+function failure(code: ErrorCode, message: string): Failure {
+  return { status: STATUS_OF[code], code, message }
+}
+
+/** Auth errors can quote part of the key, so they get our words; others keep the provider's, scrubbed. */
+function safeMessage(code: ErrorCode, provider: string, detail: string | undefined): string {
+  switch (code) {
+    case "provider_auth_failed":
+      return `${provider} rejected sidechat's API key; check the server's configuration`
+    case "rate_limited":
+      return `${provider} rate limit reached; retry later`
+    case "provider_overloaded":
+      return `${provider} is overloaded; retry later`
+    default:
+      return detail ? `${provider}: ${scrubSecrets(detail)}` : `${provider} failed (${code})`
+  }
+}
+
+/** Removes anything shaped like an API key from text bound for a client or a log. */
+export function scrubSecrets(text: string): string {
+  return text.replace(/\b(sk-[A-Za-z0-9_*-]{6,}|[A-Za-z0-9_-]{32,})/g, "[redacted]")
+}
+
+export function statusOf(code: ErrorCode): number {
+  return STATUS_OF[code]
+}

@@ -1,0 +1,104 @@
+// Request schemas (TypeBox) and the one validator that turns a failure into a path and a reason.
+import { type Static, type TSchema, Type as T } from "@sinclair/typebox"
+import { TypeCompiler } from "@sinclair/typebox/compiler"
+
+export const MAX_TOOLS = 64
+export const MAX_TOOL_DESCRIPTION = 4096
+export const MAX_TOOL_PARAMETERS_BYTES = 16 * 1024
+
+export const ToolDecl = T.Object({
+  name: T.String({ pattern: "^[a-zA-Z0-9_-]{1,64}$" }),
+  description: T.Optional(T.String({ maxLength: MAX_TOOL_DESCRIPTION })),
+  parameters: T.Optional(T.Record(T.String(), T.Unknown())),
+})
+export type ToolDecl = Static<typeof ToolDecl>
+export const ToolList = T.Array(ToolDecl, { maxItems: MAX_TOOLS })
+
+const ImageSource = T.Object({
+  type: T.Union([T.Literal("url"), T.Literal("data")]),
+  value: T.String({ minLength: 1 }),
+  mimeType: T.Optional(T.String()),
+})
+/** Text parts say `content` on the legacy wire and `text` on AG-UI; both are accepted. */
+export const ContentPart = T.Union([
+  T.Object({ type: T.Literal("text"), content: T.Optional(T.String()), text: T.Optional(T.String()) }),
+  T.Object({ type: T.Literal("image"), source: ImageSource }),
+])
+export type ContentPart = Static<typeof ContentPart>
+
+const WireToolCall = T.Object({
+  id: T.String({ minLength: 1 }),
+  type: T.Optional(T.Literal("function")),
+  function: T.Object({ name: T.String({ minLength: 1 }), arguments: T.String() }),
+})
+
+/** Provider choice and options, read from `data` (legacy) or `forwardedProps` (AG-UI). */
+export const ChatOptions = T.Object({
+  provider: T.Optional(T.String()),
+  model: T.Optional(T.String()),
+  tools: T.Optional(ToolList),
+  thinking: T.Optional(T.Union([T.Boolean(), T.Object({ budgetTokens: T.Integer({ minimum: 0 }) })])),
+})
+export type ChatOptions = Static<typeof ChatOptions>
+
+export const LegacyMessage = T.Object({
+  role: T.Union([T.Literal("system"), T.Literal("user"), T.Literal("assistant"), T.Literal("tool")]),
+  content: T.Optional(T.Union([T.String(), T.Null(), T.Array(ContentPart)])),
+  name: T.Optional(T.String()),
+  toolCalls: T.Optional(T.Array(WireToolCall)),
+  toolCallId: T.Optional(T.String({ minLength: 1 })),
+})
+export type LegacyMessage = Static<typeof LegacyMessage>
+
+/** What `@tanstack/ai-client` 0.0.x POSTs (WIRE.md §2.1); the adapter body may add top-level keys. */
+export const LegacyRequest = T.Object({
+  messages: T.Array(LegacyMessage, { minItems: 1 }),
+  data: T.Optional(ChatOptions),
+  provider: T.Optional(T.String()),
+  model: T.Optional(T.String()),
+})
+export type LegacyRequest = Static<typeof LegacyRequest>
+
+export type Invalid = { path: string; message: string }
+export type Checked<V> = { ok: true; value: V } | { ok: false; error: Invalid }
+
+/** Compiles a schema once; the returned check names the first failing path and why. */
+export function validator<S extends TSchema>(schema: S): (value: unknown) => Checked<Static<S>> {
+  const compiled = TypeCompiler.Compile(schema)
+  return (value) => {
+    if (compiled.Check(value)) return { ok: true, value }
+    const first = compiled.Errors(value).First()
+    if (!first) return { ok: false, error: { path: "", message: "invalid" } }
+    return { ok: false, error: { path: toPath(first.path), message: describe(first.schema, first.value, first.message) } }
+  }
+}
+
+/** `/messages/0/role` → `messages[0].role`. */
+export function toPath(pointer: string): string {
+  return pointer
+    .split("/")
+    .slice(1)
+    .map((segment) => segment.replaceAll("~1", "/").replaceAll("~0", "~"))
+    .reduce((path, segment) => (/^\d+$/.test(segment) ? `${path}[${segment}]` : path ? `${path}.${segment}` : segment), "")
+}
+
+function describe(schema: TSchema, value: unknown, fallback: string): string {
+  const got = value === undefined ? "it is missing" : `got ${preview(value)}`
+  const options = (schema.anyOf as TSchema[] | undefined)?.map((option) => option.const)
+  if (options?.length && options.every((option) => option !== undefined))
+    return `must be one of ${options.map((option) => JSON.stringify(option)).join(", ")}; ${got}`
+  if (schema.pattern && typeof value === "string") return `must match ${schema.pattern}; ${got}`
+  if (typeof schema.maxItems === "number" && Array.isArray(value) && value.length > schema.maxItems)
+    return `at most ${schema.maxItems} items allowed; got ${value.length}`
+  if (typeof schema.minItems === "number" && Array.isArray(value)) return `must not be empty`
+  if (typeof schema.maxLength === "number" && typeof value === "string" && value.length > schema.maxLength)
+    return `at most ${schema.maxLength} characters allowed; got ${value.length}`
+  return `${fallback.replace(/^Expected/, "expected")}; ${got}`
+}
+
+export function preview(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value)
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+export const checkToolList = validator(ToolList)

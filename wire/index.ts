@@ -1,0 +1,38 @@
+// Wire formats: how parts are encoded and framed for each client generation and transport.
+import type { Ctx, Part } from "../parts"
+import type { ChatRequest, Generation } from "../request"
+import { ndjsonFrame, sseFrame } from "../sse"
+import { toLegacy } from "./legacy"
+
+export type Transport = "sse" | "ndjson"
+
+export type Wire = {
+  encode(parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest): AsyncIterable<unknown>
+  frame(event: unknown): string
+  /** Written after the last event of a stream. */
+  trailer: string
+  /** Written while the provider is quiet; must be invisible to this generation's parser. */
+  heartbeat: string
+  contentType: string
+}
+
+const legacy = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) => toLegacy(parts, ctx, request.model)
+
+export function wireFor(generation: Generation, transport: Transport): Wire {
+  const sse = transport === "sse"
+  switch (generation) {
+    case "legacy":
+      // Legacy clients warn on every comment line but drop blank lines silently (WIRE.md §2.2).
+      return {
+        encode: legacy,
+        frame: sse ? sseFrame : ndjsonFrame,
+        trailer: sse ? "data: [DONE]\n\n" : "",
+        heartbeat: "\n",
+        contentType: sse ? "text/event-stream" : "application/x-ndjson",
+      }
+    case "agui":
+      throw new Error("AG-UI wire is not implemented yet")
+  }
+}
+
+export { toLegacy }
