@@ -1,0 +1,137 @@
+import { describe, expect, test } from "bun:test"
+import { collect, expectJsonl, fixtureNames, from, replay } from "./fixtures/replay"
+import { type Part, fixedCtx } from "./parts"
+import { toLegacy } from "./wire/legacy"
+
+const names = fixtureNames()
+const slicings = ["whole", 1, 7] as const
+
+const text = (parts: Part[]) => parts.flatMap((p) => (p.type === "text" ? [p.delta] : [])).join("")
+const reasoning = (parts: Part[]) => parts.flatMap((p) => (p.type === "reasoning" ? [p.delta] : [])).join("")
+const last = (parts: Part[]) => parts.at(-1)
+
+describe("transcripts replay the same whatever the read size", () => {
+  for (const name of names) {
+    test(name, async () => {
+      const [whole, ...sliced] = await Promise.all(slicings.map((slicing) => replay(name, slicing)))
+      expect(whole?.length).toBeGreaterThan(1)
+      for (const parts of sliced) expect(parts).toEqual(whole as Part[])
+    })
+  }
+})
+
+describe("legacy chunks match the stored expectations", () => {
+  for (const name of names) {
+    test(name, async () => {
+      for (const slicing of slicings) {
+        const chunks = await collect(toLegacy(from(await replay(name, slicing)), fixedCtx(), "fixture-model"))
+        expect(chunks).toEqual((await expectJsonl(name, "legacy", chunks)) as typeof chunks)
+      }
+    })
+  }
+})
+
+describe("what the transcripts mean", () => {
+  test("multi-byte text survives 1-byte reads", async () => {
+    for (const provider of ["anthropic", "openai"]) {
+      expect(text(await replay(`${provider}-text`, 1))).toBe("Grüße aus 東京 👋🏽 — naïve café.")
+    }
+  })
+
+  test("finish reasons are mapped for both providers", async () => {
+    const finish = async (name: string) => {
+      const part = last(await replay(name, "whole"))
+      return part?.type === "finish" ? part.reason : part?.type
+    }
+    expect(await finish("anthropic-text")).toBe("stop")
+    expect(await finish("anthropic-tools-parallel")).toBe("tool_calls")
+    expect(await finish("anthropic-max-tokens")).toBe("length")
+    expect(await finish("anthropic-refusal")).toBe("content_filter")
+    expect(await finish("openai-text")).toBe("stop")
+    expect(await finish("openai-tools-parallel")).toBe("tool_calls")
+    expect(await finish("openai-length")).toBe("length")
+    expect(await finish("openai-refusal")).toBe("content_filter")
+  })
+
+  test("usage: Anthropic input from message_start (cache reads included), OpenAI from the trailing chunk", async () => {
+    const usage = async (name: string) => {
+      const part = last(await replay(name, 7))
+      return part?.type === "finish" ? part.usage : undefined
+    }
+    expect(await usage("anthropic-text")).toEqual({ inputTokens: 25, outputTokens: 15, cachedInputTokens: 4 })
+    expect(await usage("openai-text")).toEqual({ inputTokens: 25, outputTokens: 15, cachedInputTokens: 4 })
+    expect(await usage("openai-reasoning")).toEqual({ inputTokens: 14, outputTokens: 30, reasoningTokens: 22 })
+  })
+
+  test("parallel tool calls keep their own arguments", async () => {
+    for (const name of ["anthropic-tools-parallel", "openai-tools-parallel"]) {
+      const ends = (await replay(name, 1)).filter((p) => p.type === "tool-end")
+      expect(ends.map((p) => p.type === "tool-end" && [p.name, p.input])).toEqual([
+        ["getLocation", { precise: true }],
+        ["getTime", { tz: "Europe/Zürich" }],
+      ])
+    }
+  })
+
+  test("thinking keeps blocks, signatures and redacted data apart", async () => {
+    const parts = await replay("anthropic-thinking", 7)
+    const ends = parts.filter((p) => p.type === "reasoning-end")
+    expect(parts.filter((p) => p.type === "reasoning-start")).toHaveLength(3)
+    expect(ends[0]).toEqual({ type: "reasoning-end", signature: "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds0a8Ahf2bZbnYmMfK6y6O8gPm4TNYQ==" })
+    expect(ends[1]).toMatchObject({ redacted: expect.stringMatching(/^EmwK/) })
+    expect(ends[2]).toEqual({ type: "reasoning-end", signature: "ErUBCkYIBRgCIkCsecondBlockSignature0xyz==" })
+    expect(reasoning(await replay("openai-reasoning", 1))).toBe("6 × 7 is 42.")
+  })
+
+  test("a provider error mid-stream becomes one final error part after the partial text", async () => {
+    for (const name of ["anthropic-error", "openai-error"]) {
+      const parts = await replay(name, 1)
+      expect(text(parts)).toBe("Partial answer")
+      expect(parts.filter((p) => p.type === "error")).toHaveLength(1)
+      expect(last(parts)?.type).toBe("error")
+    }
+    expect(last(await replay("anthropic-error", "whole"))).toMatchObject({ code: "provider_overloaded" })
+  })
+
+  test("a stream that stops without message_stop is reported, not silently cut", async () => {
+    expect(last(await replay("anthropic-cut", 1))).toMatchObject({ type: "error", code: "stream_interrupted" })
+  })
+})
+
+describe("legacy encoding rules (WIRE.md §2)", () => {
+  const encode = (parts: Part[]) => collect(toLegacy(from(parts), fixedCtx(), "m"))
+
+  test("content restarts after a tool call so the client opens a new text part", async () => {
+    const chunks = await encode([
+      { type: "text", delta: "Before." },
+      { type: "tool-start", id: "t1", name: "x" },
+      { type: "tool-end", id: "t1", name: "x", input: {} },
+      { type: "text", delta: "After." },
+    ])
+    expect(chunks.filter((c) => c.type === "content").map((c) => c.content)).toEqual(["Before.", "After."])
+  })
+
+  test("tool-input-available follows done, once per call, in call order", async () => {
+    const chunks = await encode(await replay("openai-tools-parallel", "whole"))
+    const types = chunks.map((c) => c.type)
+    expect(types.slice(-3)).toEqual(["done", "tool-input-available", "tool-input-available"])
+    expect(chunks.at(-1)).toMatchObject({ toolCallId: "call_B", toolName: "getTime", input: { tz: "Europe/Zürich" } })
+  })
+
+  test("tool arguments are sent as increments that concatenate to the whole", async () => {
+    const chunks = await encode(await replay("openai-tools-parallel", 7))
+    const args = (id: string) =>
+      chunks
+        .filter((c) => c.type === "tool_call" && (c.toolCall as { id: string }).id === id)
+        .map((c) => (c.toolCall as { function: { arguments: string } }).function.arguments)
+        .join("")
+    expect(JSON.parse(args("call_A"))).toEqual({ precise: true })
+    expect(JSON.parse(args("call_B"))).toEqual({ tz: "Europe/Zürich" })
+  })
+
+  test("nothing follows an error chunk", async () => {
+    const chunks = await encode([{ type: "text", delta: "a" }, { type: "error", code: "provider_error", message: "boom" }, { type: "text", delta: "b" }])
+    expect(chunks.map((c) => c.type)).toEqual(["content", "error"])
+    expect(chunks[1]).toMatchObject({ error: { message: "boom", code: "provider_error" } })
+  })
+})
