@@ -99,7 +99,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
   const anthropic = {
     apiKey: key("ANTHROPIC_API_KEY", "sk-ant-", anthropicBaseURL === undefined),
     baseURL: anthropicBaseURL,
-    model: str("ANTHROPIC_MODEL") ?? "claude-sonnet-4-5",
+    model: str("ANTHROPIC_MODEL") ?? "claude-sonnet-4-6",
     maxTokens: int("ANTHROPIC_MAX_TOKENS", maxTokens, 1, 1_000_000),
     temperature: num("ANTHROPIC_TEMPERATURE", 0, 1) ?? (temperature === undefined ? undefined : Math.min(temperature, 1)),
     thinkingBudget: int("ANTHROPIC_THINKING_BUDGET", 0, 0, 1_000_000),
@@ -110,7 +110,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
   const openai = {
     apiKey: key("OPENAI_API_KEY", "sk-", openaiBaseURL === undefined),
     baseURL: openaiBaseURL,
-    model: str("OPENAI_MODEL") ?? "gpt-4o-mini",
+    model: str("OPENAI_MODEL") ?? "gpt-5.4-mini",
     maxTokens: int("OPENAI_MAX_TOKENS", maxTokens, 1, 1_000_000),
     temperature: num("OPENAI_TEMPERATURE", 0, 2) ?? temperature ?? 0.7,
     reasoningModels: list("OPENAI_REASONING_MODELS") ?? ["o1*", "o3*", "o4*", "gpt-5*"],

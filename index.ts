@@ -97,7 +97,7 @@ function chooseTransport(url: URL, request: Request): Result<Transport> {
   const asked = url.searchParams.get("transport")
   if (asked === null) return { ok: true, value: request.headers.get("accept")?.includes("application/x-ndjson") ? "ndjson" : "sse" }
   if (asked === "sse" || asked === "ndjson") return { ok: true, value: asked }
-  return { ok: false, error: { status: 400, code: "invalid_request", message: `query transport must be "sse" or "ndjson"; got "${asked}"`, path: "?transport" } }
+  return { ok: false, error: { status: 400, code: "invalid_request", message: `query parameter ?transport must be "sse" or "ndjson"; got "${asked}"`, path: "?transport" } }
 }
 
 /** Reads at most `limit` bytes of JSON; each way a body can be wrong gets its own answer. */
