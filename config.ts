@@ -166,8 +166,7 @@ function parseModelSettings(raw: string | undefined, problems: string[]): Record
     const bad = (field: string, value: unknown) =>
       problems.push(`MODEL_SETTINGS["${model}"].${field}=${JSON.stringify(value)}: not a valid value`)
     for (const field of Object.keys(rest)) bad(field, rest[field])
-    if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && (maxTokens as number) > 0))
-      bad("maxTokens", maxTokens)
+    if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && (maxTokens as number) > 0)) bad("maxTokens", maxTokens)
     if (temperature !== undefined && !(typeof temperature === "number" && temperature >= 0 && temperature <= 2))
       bad("temperature", temperature)
     if (thinkingBudget !== undefined && !(Number.isInteger(thinkingBudget) && (thinkingBudget as number) >= 0))

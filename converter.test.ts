@@ -77,7 +77,10 @@ describe("what the transcripts mean", () => {
     const parts = await replay("anthropic-thinking", 7)
     const ends = parts.filter((p) => p.type === "reasoning-end")
     expect(parts.filter((p) => p.type === "reasoning-start")).toHaveLength(3)
-    expect(ends[0]).toEqual({ type: "reasoning-end", signature: "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds0a8Ahf2bZbnYmMfK6y6O8gPm4TNYQ==" })
+    expect(ends[0]).toEqual({
+      type: "reasoning-end",
+      signature: "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds0a8Ahf2bZbnYmMfK6y6O8gPm4TNYQ==",
+    })
     expect(ends[1]).toMatchObject({ redacted: expect.stringMatching(/^EmwK/) })
     expect(ends[2]).toEqual({ type: "reasoning-end", signature: "ErUBCkYIBRgCIkCsecondBlockSignature0xyz==" })
     expect(reasoning(await replay("openai-reasoning", 1))).toBe("6 × 7 is 42.")
@@ -130,7 +133,11 @@ describe("legacy encoding rules (WIRE.md §2)", () => {
   })
 
   test("nothing follows an error chunk", async () => {
-    const chunks = await encode([{ type: "text", delta: "a" }, { type: "error", code: "provider_error", message: "boom" }, { type: "text", delta: "b" }])
+    const chunks = await encode([
+      { type: "text", delta: "a" },
+      { type: "error", code: "provider_error", message: "boom" },
+      { type: "text", delta: "b" },
+    ])
     expect(chunks.map((c) => c.type)).toEqual(["content", "error"])
     expect(chunks[1]).toMatchObject({ error: { message: "boom", code: "provider_error" } })
   })

@@ -51,7 +51,9 @@ function anthropicStep(state: AnthropicState, event: Anthropic.RawMessageStreamE
           return block.text ? [{ type: "text", delta: block.text }] : []
         case "thinking":
           state.blocks.set(event.index, { kind: "thinking", signature: block.signature ?? "" })
-          return block.thinking ? [{ type: "reasoning-start" }, { type: "reasoning", delta: block.thinking }] : [{ type: "reasoning-start" }]
+          return block.thinking
+            ? [{ type: "reasoning-start" }, { type: "reasoning", delta: block.thinking }]
+            : [{ type: "reasoning-start" }]
         case "redacted_thinking":
           state.blocks.set(event.index, { kind: "other" })
           return [{ type: "reasoning-start" }, { type: "reasoning-end", redacted: block.data }]
@@ -146,14 +148,25 @@ type CompatDelta = OpenAI.ChatCompletionChunk.Choice.Delta & { reasoning_content
 
 /** Converts OpenAI (or OpenAI-compatible) Chat Completions chunks, requested with `include_usage`. */
 export async function* fromOpenAI(chunks: AsyncIterable<OpenAI.ChatCompletionChunk>): AsyncGenerator<Part> {
-  const state: OpenAIState = { started: false, reasoning: false, refused: false, tools: new Map(), usage: { inputTokens: 0, outputTokens: 0 } }
+  const state: OpenAIState = {
+    started: false,
+    reasoning: false,
+    refused: false,
+    tools: new Map(),
+    usage: { inputTokens: 0, outputTokens: 0 },
+  }
   for await (const chunk of chunks) yield* openaiStep(state, chunk)
   if (state.reasoning) yield { type: "reasoning-end" }
   if (state.finishReason === undefined) {
     yield INTERRUPTED
     return
   }
-  const reason = state.refused ? "content_filter" : openaiFinishReason(state.finishReason, [...state.tools.values()].some((t) => t.started))
+  const reason = state.refused
+    ? "content_filter"
+    : openaiFinishReason(
+        state.finishReason,
+        [...state.tools.values()].some((t) => t.started),
+      )
   yield { type: "finish", reason, usage: state.usage }
 }
 

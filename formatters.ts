@@ -172,7 +172,11 @@ function openaiMessages(messages: ChatMessage[]): OpenAI.ChatCompletionMessagePa
           }),
         }
       case "tool":
-        return { role: "tool", tool_call_id: message.toolCallId, content: message.error !== undefined ? `Error: ${message.error}` : message.content }
+        return {
+          role: "tool",
+          tool_call_id: message.toolCallId,
+          content: message.error !== undefined ? `Error: ${message.error}` : message.content,
+        }
     }
   })
 }

@@ -39,15 +39,31 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
       return reply(
         new Response(null, {
           status: 204,
-          headers: { "access-control-allow-methods": "GET, POST, OPTIONS", "access-control-allow-headers": asked ?? "content-type", "access-control-max-age": "600" },
+          headers: {
+            "access-control-allow-methods": "GET, POST, OPTIONS",
+            "access-control-allow-headers": asked ?? "content-type",
+            "access-control-max-age": "600",
+          },
         }),
       )
     }
     if (url.pathname === "/health") {
-      if (request.method !== "GET" && request.method !== "HEAD") return reply(httpError({ status: 405, code: "method_not_allowed", message: "use GET /health" }))
-      return reply(Response.json({ status: "ok", version: pkg.version, providers: providers.modes, defaultProvider: config.defaultProvider, uptimeSeconds: Math.round((Date.now() - started) / 1000) }))
+      if (request.method !== "GET" && request.method !== "HEAD")
+        return reply(httpError({ status: 405, code: "method_not_allowed", message: "use GET /health" }))
+      return reply(
+        Response.json({
+          status: "ok",
+          version: pkg.version,
+          providers: providers.modes,
+          defaultProvider: config.defaultProvider,
+          uptimeSeconds: Math.round((Date.now() - started) / 1000),
+        }),
+      )
     }
-    if (url.pathname !== "/chat") return reply(httpError({ status: 404, code: "not_found", message: `no route ${url.pathname}; sidechat serves POST /chat and GET /health` }))
+    if (url.pathname !== "/chat")
+      return reply(
+        httpError({ status: 404, code: "not_found", message: `no route ${url.pathname}; sidechat serves POST /chat and GET /health` }),
+      )
     if (request.method !== "POST") return reply(httpError({ status: 405, code: "method_not_allowed", message: "use POST /chat" }))
     return reply(await chat(request, url, server))
   }
@@ -97,15 +113,33 @@ function chooseTransport(url: URL, request: Request): Result<Transport> {
   const asked = url.searchParams.get("transport")
   if (asked === null) return { ok: true, value: request.headers.get("accept")?.includes("application/x-ndjson") ? "ndjson" : "sse" }
   if (asked === "sse" || asked === "ndjson") return { ok: true, value: asked }
-  return { ok: false, error: { status: 400, code: "invalid_request", message: `query parameter ?transport must be "sse" or "ndjson"; got "${asked}"`, path: "?transport" } }
+  return {
+    ok: false,
+    error: {
+      status: 400,
+      code: "invalid_request",
+      message: `query parameter ?transport must be "sse" or "ndjson"; got "${asked}"`,
+      path: "?transport",
+    },
+  }
 }
 
 /** Reads at most `limit` bytes of JSON; each way a body can be wrong gets its own answer. */
 async function readJson(request: Request, limit: number): Promise<Result<unknown>> {
   const type = request.headers.get("content-type") ?? ""
   if (!/^application\/([\w.+-]*\+)?json\b/i.test(type))
-    return { ok: false, error: { status: 415, code: "unsupported_media_type", message: `Content-Type must be application/json; got ${type ? `"${type}"` : "none"}` } }
-  const tooLarge: Result<unknown> = { ok: false, error: { status: 413, code: "payload_too_large", message: `request body is over the ${limit}-byte limit (MAX_BODY_BYTES)` } }
+    return {
+      ok: false,
+      error: {
+        status: 415,
+        code: "unsupported_media_type",
+        message: `Content-Type must be application/json; got ${type ? `"${type}"` : "none"}`,
+      },
+    }
+  const tooLarge: Result<unknown> = {
+    ok: false,
+    error: { status: 413, code: "payload_too_large", message: `request body is over the ${limit}-byte limit (MAX_BODY_BYTES)` },
+  }
   if (Number(request.headers.get("content-length") ?? 0) > limit) return tooLarge
   const chunks: Uint8Array[] = []
   let size = 0
@@ -121,10 +155,20 @@ async function readJson(request: Request, limit: number): Promise<Result<unknown
   try {
     value = JSON.parse(text)
   } catch (error) {
-    return { ok: false, error: { status: 400, code: "invalid_json", message: `request body is not valid JSON: ${(error as Error).message}` } }
+    return {
+      ok: false,
+      error: { status: 400, code: "invalid_json", message: `request body is not valid JSON: ${(error as Error).message}` },
+    }
   }
   if (typeof value !== "object" || value === null || Array.isArray(value))
-    return { ok: false, error: { status: 400, code: "invalid_request", message: `request body must be a JSON object; got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}` } }
+    return {
+      ok: false,
+      error: {
+        status: 400,
+        code: "invalid_request",
+        message: `request body must be a JSON object; got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`,
+      },
+    }
   return { ok: true, value }
 }
 
@@ -178,8 +222,12 @@ async function main() {
   const keyOf = (key?: string) => (key ? ` (key ${maskKey(key)})` : "")
   console.log(`sidechat ${pkg.version} listening on http://${server.hostname}:${server.port}`)
   console.log(`  anthropic: ${providers.modes.anthropic}${keyOf(config.anthropic.apiKey)}, default model ${config.anthropic.model}`)
-  console.log(`  openai:    ${providers.modes.openai}${keyOf(config.openai.apiKey)}, default model ${config.openai.model}${config.openai.baseURL ? ` at ${config.openai.baseURL}` : ""}`)
-  console.log(`  default provider: ${config.defaultProvider}${providers.modes[config.defaultProvider] === "mock" ? " (mocked: no key set, replies are canned)" : ""}`)
+  console.log(
+    `  openai:    ${providers.modes.openai}${keyOf(config.openai.apiKey)}, default model ${config.openai.model}${config.openai.baseURL ? ` at ${config.openai.baseURL}` : ""}`,
+  )
+  console.log(
+    `  default provider: ${config.defaultProvider}${providers.modes[config.defaultProvider] === "mock" ? " (mocked: no key set, replies are canned)" : ""}`,
+  )
   if (tools.value.length) console.log(`  server tools: ${tools.value.map((tool) => tool.name).join(", ")}`)
 }
 

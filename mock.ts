@@ -23,23 +23,41 @@ export function scriptFor(ask: Ask): Script {
     return { steps: [{ kind: "text", text: `The tools answered: ${ask.toolResults.join("; ")}. That is all I needed.` }], stop: "end_turn" }
   if (text.includes("overload")) return { steps: [], stop: "end_turn", httpError: true }
   if (text.includes("error"))
-    return { steps: [{ kind: "text", text: "Here is the start of an answer that " }, { kind: "error", message: "Overloaded" }], stop: "end_turn" }
+    return {
+      steps: [
+        { kind: "text", text: "Here is the start of an answer that " },
+        { kind: "error", message: "Overloaded" },
+      ],
+      stop: "end_turn",
+    }
   const named = ask.tools.filter((tool) => text.includes(tool.name.toLowerCase()))
   const called = named.length ? named : text.includes("tool") ? ask.tools.slice(0, 1) : []
   if (called.length)
     return {
       steps: [
         { kind: "text", text: called.length > 1 ? "Let me call those tools." : `Let me call ${called[0]?.name}.` },
-        ...called.map((tool, i): Step => ({ kind: "tool", id: `toolu_mock_${ask.turn}_${i}`, name: tool.name, input: sampleInput(tool.schema) })),
+        ...called.map(
+          (tool, i): Step => ({ kind: "tool", id: `toolu_mock_${ask.turn}_${i}`, name: tool.name, input: sampleInput(tool.schema) }),
+        ),
       ],
       stop: "tool_use",
     }
   const steps: Step[] = []
   if (text.includes("think"))
-    steps.push({ kind: "thinking", text: `The user wrote "${ask.text}". A short, friendly answer will do.`, signature: `mock-signature-${ask.turn}` })
+    steps.push({
+      kind: "thinking",
+      text: `The user wrote "${ask.text}". A short, friendly answer will do.`,
+      signature: `mock-signature-${ask.turn}`,
+    })
   if (text.includes("long"))
-    return { steps: [...steps, { kind: "text", text: "This answer is far too long for the token limit, so it stops right" }], stop: "max_tokens" }
-  steps.push({ kind: "text", text: `Hello from sidechat's mock provider (${ask.model}). You said: “${ask.text}”. Set ANTHROPIC_API_KEY or OPENAI_API_KEY for a real model.` })
+    return {
+      steps: [...steps, { kind: "text", text: "This answer is far too long for the token limit, so it stops right" }],
+      stop: "max_tokens",
+    }
+  steps.push({
+    kind: "text",
+    text: `Hello from sidechat's mock provider (${ask.model}). You said: “${ask.text}”. Set ANTHROPIC_API_KEY or OPENAI_API_KEY for a real model.`,
+  })
   return { steps, stop: "end_turn" }
 }
 
@@ -73,13 +91,26 @@ function anthropicEvents(script: Script, ask: Ask): Event[] {
   const events: Event[] = []
   const out = (data: Record<string, unknown>, paced = false) => events.push({ event: data.type as string, data, paced })
   const usage = { input_tokens: ask.text.length, output_tokens: 1 }
-  out({ type: "message_start", message: { id: `msg_mock_${ask.turn}`, type: "message", role: "assistant", model: ask.model, content: [], stop_reason: null, stop_sequence: null, usage } })
+  out({
+    type: "message_start",
+    message: {
+      id: `msg_mock_${ask.turn}`,
+      type: "message",
+      role: "assistant",
+      model: ask.model,
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage,
+    },
+  })
   events.push({ event: "ping", data: { type: "ping" } })
   for (const [index, step] of script.steps.entries()) {
     switch (step.kind) {
       case "thinking":
         out({ type: "content_block_start", index, content_block: { type: "thinking", thinking: "", signature: "" } })
-        for (const piece of words(step.text)) out({ type: "content_block_delta", index, delta: { type: "thinking_delta", thinking: piece } }, true)
+        for (const piece of words(step.text))
+          out({ type: "content_block_delta", index, delta: { type: "thinking_delta", thinking: piece } }, true)
         out({ type: "content_block_delta", index, delta: { type: "signature_delta", signature: step.signature } })
         break
       case "text":
@@ -90,7 +121,8 @@ function anthropicEvents(script: Script, ask: Ask): Event[] {
         out({ type: "content_block_start", index, content_block: { type: "tool_use", id: step.id, name: step.name, input: {} } })
         const json = JSON.stringify(step.input)
         const half = Math.ceil(json.length / 2)
-        for (const piece of [json.slice(0, half), json.slice(half)]) out({ type: "content_block_delta", index, delta: { type: "input_json_delta", partial_json: piece } }, true)
+        for (const piece of [json.slice(0, half), json.slice(half)])
+          out({ type: "content_block_delta", index, delta: { type: "input_json_delta", partial_json: piece } }, true)
         break
       }
       case "error":
@@ -99,7 +131,11 @@ function anthropicEvents(script: Script, ask: Ask): Event[] {
     }
     out({ type: "content_block_stop", index })
   }
-  out({ type: "message_delta", delta: { stop_reason: script.stop, stop_sequence: null }, usage: { output_tokens: script.steps.length * 12 } })
+  out({
+    type: "message_delta",
+    delta: { stop_reason: script.stop, stop_sequence: null },
+    usage: { output_tokens: script.steps.length * 12 },
+  })
   out({ type: "message_stop" })
   return events
 }
@@ -121,7 +157,9 @@ function openaiEvents(script: Script, ask: Ask): Event[] {
         break
       case "tool": {
         const index = tools++
-        out({ tool_calls: [{ index, id: step.id.replace("toolu", "call"), type: "function", function: { name: step.name, arguments: "" } }] })
+        out({
+          tool_calls: [{ index, id: step.id.replace("toolu", "call"), type: "function", function: { name: step.name, arguments: "" } }],
+        })
         out({ tool_calls: [{ index, function: { arguments: JSON.stringify(step.input) } }] })
         break
       }
@@ -132,7 +170,13 @@ function openaiEvents(script: Script, ask: Ask): Event[] {
   }
   out({}, { end_turn: "stop", tool_use: "tool_calls", max_tokens: "length" }[script.stop], false)
   const completion = script.steps.length * 12
-  events.push({ data: { ...base, choices: [], usage: { prompt_tokens: ask.text.length, completion_tokens: completion, total_tokens: ask.text.length + completion } } })
+  events.push({
+    data: {
+      ...base,
+      choices: [],
+      usage: { prompt_tokens: ask.text.length, completion_tokens: completion, total_tokens: ask.text.length + completion },
+    },
+  })
   events.push({ data: "[DONE]" })
   return events
 }
@@ -144,7 +188,10 @@ function askFromAnthropic(body: Body): Ask {
   const last = messages.at(-1)
   const blocks = (Array.isArray(last?.content) ? last.content : [{ type: "text", text: last?.content }]) as Record<string, unknown>[]
   return {
-    text: blocks.filter((b) => b.type === "text").map((b) => String(b.text ?? "")).join(" "),
+    text: blocks
+      .filter((b) => b.type === "text")
+      .map((b) => String(b.text ?? ""))
+      .join(" "),
     toolResults: blocks.filter((b) => b.type === "tool_result").map((b) => String(b.content)),
     tools: (body.tools ?? []).map((t) => ({ name: String(t.name), schema: (t.input_schema ?? {}) as Record<string, unknown> })),
     turn: messages.filter((m) => m.role === "assistant").length + 1,
@@ -158,7 +205,12 @@ function askFromOpenAI(body: Body): Ask {
   for (let i = messages.length - 1; i >= 0 && messages[i]?.role === "tool"; i--) results.unshift(String(messages[i]?.content))
   const last = messages.at(-1)
   const content = last?.content
-  const text = typeof content === "string" ? content : Array.isArray(content) ? content.map((p) => String((p as { text?: string }).text ?? "")).join(" ") : ""
+  const text =
+    typeof content === "string"
+      ? content
+      : Array.isArray(content)
+        ? content.map((p) => String((p as { text?: string }).text ?? "")).join(" ")
+        : ""
   return {
     text: results.length ? "" : text,
     toolResults: results,
@@ -178,7 +230,10 @@ export function mockFetch(flavour: "anthropic" | "openai", delayMs: number) {
     const ask = flavour === "anthropic" ? askFromAnthropic(body) : askFromOpenAI(body)
     const script = scriptFor(ask)
     if (script.httpError) {
-      const error = flavour === "anthropic" ? { type: "error", error: { type: "overloaded_error", message: "Overloaded" } } : { error: { message: "Overloaded", type: "server_error" } }
+      const error =
+        flavour === "anthropic"
+          ? { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }
+          : { error: { message: "Overloaded", type: "server_error" } }
       return Response.json(error, { status: flavour === "anthropic" ? 529 : 503, headers: { "retry-after": "1" } })
     }
     const events = flavour === "anthropic" ? anthropicEvents(script, ask) : openaiEvents(script, ask)

@@ -24,7 +24,11 @@ export function createProviders(config: Config, fetch: Fetch = upstreamFetch): P
   const common = { maxRetries: config.providerMaxRetries, timeout: config.providerTimeoutMs, fetch }
   const mocked = { apiKey: "mock", maxRetries: 0 }
   const anthropic = {
-    live: new Anthropic({ ...common, apiKey: config.anthropic.apiKey ?? "unset", baseURL: config.anthropic.baseURL ?? "https://api.anthropic.com" }),
+    live: new Anthropic({
+      ...common,
+      apiKey: config.anthropic.apiKey ?? "unset",
+      baseURL: config.anthropic.baseURL ?? "https://api.anthropic.com",
+    }),
     mock: new Anthropic({ ...mocked, baseURL: "http://mock.sidechat.invalid", fetch: mockFetch("anthropic", config.mockDelayMs) }),
   }
   const openai = {

@@ -86,7 +86,8 @@ export function parseLegacyRequest(body: unknown, config: Config, serverTools: T
         break
       }
       case "tool":
-        if (row.toolCallId === undefined) return invalid({ path: `${at}.toolCallId`, message: "tool messages need the id of the call they answer" })
+        if (row.toolCallId === undefined)
+          return invalid({ path: `${at}.toolCallId`, message: "tool messages need the id of the call they answer" })
         messages.push({ role: "tool", toolCallId: row.toolCallId, content: textOf(row.content) })
         break
     }
@@ -95,26 +96,55 @@ export function parseLegacyRequest(body: unknown, config: Config, serverTools: T
   return resolveRequest({ generation: "legacy", messages, options, optionsPath: "data" }, config, serverTools)
 }
 
-type Draft = { generation: Generation; messages: ChatMessage[]; options: ChatOptions; optionsPath: string; threadId?: string; runId?: string; clientTools?: ToolDecl[] }
+type Draft = {
+  generation: Generation
+  messages: ChatMessage[]
+  options: ChatOptions
+  optionsPath: string
+  threadId?: string
+  runId?: string
+  clientTools?: ToolDecl[]
+}
 
 /** Chooses provider, model, tools and thinking under the server's policy. Shared by both generations. */
 export function resolveRequest(draft: Draft, config: Config, serverTools: ToolDecl[]): Parsed<ChatRequest> {
   const { options, optionsPath } = draft
   const provider = (options.provider ?? config.defaultProvider) as ProviderName
   if (!PROVIDERS.includes(provider))
-    return fail(400, "unknown_provider", `${optionsPath}.provider: must be one of ${PROVIDERS.map((p) => `"${p}"`).join(", ")}; got ${preview(options.provider)}`, `${optionsPath}.provider`)
+    return fail(
+      400,
+      "unknown_provider",
+      `${optionsPath}.provider: must be one of ${PROVIDERS.map((p) => `"${p}"`).join(", ")}; got ${preview(options.provider)}`,
+      `${optionsPath}.provider`,
+    )
   if (providerMode(config, provider) === "off")
-    return fail(503, "provider_not_configured", `provider "${provider}" has no API key on this server (and MOCK=off)`, `${optionsPath}.provider`)
+    return fail(
+      503,
+      "provider_not_configured",
+      `provider "${provider}" has no API key on this server (and MOCK=off)`,
+      `${optionsPath}.provider`,
+    )
 
   const model = options.model ?? (provider === "mock" ? MOCK_MODEL : config[provider].model)
   if (provider !== "mock" && model !== config[provider].model && !matchesAny(config.allowedModels, model))
-    return fail(400, "model_not_allowed", `${optionsPath}.model: ${preview(model)} is not allowed on this server (ALLOWED_MODELS)`, `${optionsPath}.model`)
+    return fail(
+      400,
+      "model_not_allowed",
+      `${optionsPath}.model: ${preview(model)} is not allowed on this server (ALLOWED_MODELS)`,
+      `${optionsPath}.model`,
+    )
 
   const tools = mergeTools(serverTools, [...(draft.clientTools ?? []), ...(options.tools ?? [])])
-  if (tools.length > MAX_TOOLS) return fail(400, "invalid_request", `at most ${MAX_TOOLS} tools allowed; got ${tools.length}`, `${optionsPath}.tools`)
+  if (tools.length > MAX_TOOLS)
+    return fail(400, "invalid_request", `at most ${MAX_TOOLS} tools allowed; got ${tools.length}`, `${optionsPath}.tools`)
   for (const [i, tool] of tools.entries()) {
     if (JSON.stringify(tool.parameters ?? {}).length > MAX_TOOL_PARAMETERS_BYTES)
-      return fail(400, "invalid_request", `tool "${tool.name}": parameters schema is over ${MAX_TOOL_PARAMETERS_BYTES} bytes`, `tools[${i}].parameters`)
+      return fail(
+        400,
+        "invalid_request",
+        `tool "${tool.name}": parameters schema is over ${MAX_TOOL_PARAMETERS_BYTES} bytes`,
+        `tools[${i}].parameters`,
+      )
   }
 
   const configured = config.modelSettings[model]?.thinkingBudget ?? config.anthropic.thinkingBudget
@@ -124,12 +154,26 @@ export function resolveRequest(draft: Draft, config: Config, serverTools: ToolDe
   else if (options.thinking) {
     thinkingBudget = options.thinking.budgetTokens
     if (thinkingBudget > config.anthropic.maxThinkingBudget || (thinkingBudget > 0 && thinkingBudget < 1024))
-      return fail(400, "invalid_request", `${optionsPath}.thinking.budgetTokens: must be 0 or from 1024 to ${config.anthropic.maxThinkingBudget}; got ${thinkingBudget}`, `${optionsPath}.thinking.budgetTokens`)
+      return fail(
+        400,
+        "invalid_request",
+        `${optionsPath}.thinking.budgetTokens: must be 0 or from 1024 to ${config.anthropic.maxThinkingBudget}; got ${thinkingBudget}`,
+        `${optionsPath}.thinking.budgetTokens`,
+      )
   }
 
   return {
     ok: true,
-    value: { generation: draft.generation, provider, model, messages: draft.messages, tools, thinkingBudget, threadId: draft.threadId, runId: draft.runId },
+    value: {
+      generation: draft.generation,
+      provider,
+      model,
+      messages: draft.messages,
+      tools,
+      thinkingBudget,
+      threadId: draft.threadId,
+      runId: draft.runId,
+    },
   }
 }
 
@@ -166,5 +210,7 @@ export function textOf(content: string | null | undefined | ContentPart[]): stri
 export function userParts(content: string | null | undefined | ContentPart[]): UserPart[] {
   if (typeof content === "string") return [{ type: "text", text: content }]
   if (!content) return []
-  return content.map((part) => (part.type === "text" ? { type: "text", text: part.text ?? part.content ?? "" } : { type: "image", source: part.source }))
+  return content.map((part) =>
+    part.type === "text" ? { type: "text", text: part.text ?? part.content ?? "" } : { type: "image", source: part.source },
+  )
 }

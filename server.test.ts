@@ -29,7 +29,11 @@ describe("GET /health", () => {
     const response = await fetch(`${sidechat.url}/health`)
     expect(response.status).toBe(200)
     const body = (await response.json()) as Record<string, unknown>
-    expect(body).toMatchObject({ status: "ok", providers: { anthropic: "live", openai: "live", mock: "mock" }, defaultProvider: "anthropic" })
+    expect(body).toMatchObject({
+      status: "ok",
+      providers: { anthropic: "live", openai: "live", mock: "mock" },
+      defaultProvider: "anthropic",
+    })
     expect(body.version).toMatch(/^\d+\.\d+\.\d+/)
   })
 })
@@ -38,28 +42,102 @@ describe("bad input gets a 4xx JSON error naming what is wrong, and no provider 
   const big = "x".repeat(5000)
   const cases: [string, () => Promise<Response>, number, string, string?][] = [
     ["not JSON", () => post(sidechat.url, "{oops"), 400, "invalid_json"],
-    ["wrong content type", () => fetch(`${sidechat.url}/chat`, { method: "POST", body: "{}", headers: { "content-type": "text/plain" } }), 415, "unsupported_media_type"],
+    [
+      "wrong content type",
+      () => fetch(`${sidechat.url}/chat`, { method: "POST", body: "{}", headers: { "content-type": "text/plain" } }),
+      415,
+      "unsupported_media_type",
+    ],
     ["an array body", () => post(sidechat.url, [1, 2]), 400, "invalid_request"],
     ["a string body", () => post(sidechat.url, '"hi"'), 400, "invalid_request"],
     ["missing messages", () => post(sidechat.url, { data: {} }), 400, "invalid_request", "messages"],
     ["empty messages", () => post(sidechat.url, { messages: [] }), 400, "invalid_request", "messages"],
-    ["content of the wrong type", () => post(sidechat.url, { messages: [{ role: "user", content: 5 }] }), 400, "invalid_request", "messages[0].content"],
-    ["an unknown role", () => post(sidechat.url, { messages: [{ role: "bot", content: "x" }] }), 400, "invalid_request", "messages[0].role"],
-    ["a tool row without toolCallId", () => post(sidechat.url, { messages: [{ role: "user", content: "x" }, { role: "tool", content: "1" }] }), 400, "invalid_request", "messages[1].toolCallId"],
+    [
+      "content of the wrong type",
+      () => post(sidechat.url, { messages: [{ role: "user", content: 5 }] }),
+      400,
+      "invalid_request",
+      "messages[0].content",
+    ],
+    [
+      "an unknown role",
+      () => post(sidechat.url, { messages: [{ role: "bot", content: "x" }] }),
+      400,
+      "invalid_request",
+      "messages[0].role",
+    ],
+    [
+      "a tool row without toolCallId",
+      () =>
+        post(sidechat.url, {
+          messages: [
+            { role: "user", content: "x" },
+            { role: "tool", content: "1" },
+          ],
+        }),
+      400,
+      "invalid_request",
+      "messages[1].toolCallId",
+    ],
     [
       "tool-call arguments that are not JSON",
-      () => post(sidechat.url, { messages: [{ role: "assistant", content: null, toolCalls: [{ id: "a", type: "function", function: { name: "f", arguments: "{nope" } }] }] }),
+      () =>
+        post(sidechat.url, {
+          messages: [
+            { role: "assistant", content: null, toolCalls: [{ id: "a", type: "function", function: { name: "f", arguments: "{nope" } }] },
+          ],
+        }),
       400,
       "invalid_request",
       "messages[0].toolCalls[0].function.arguments",
     ],
-    ["an unknown provider", () => post(sidechat.url, { ...user("x"), data: { provider: "gemini" } }), 400, "unknown_provider", "data.provider"],
-    ["a model not allowed", () => post(sidechat.url, { ...user("x"), data: { model: "claude-3-opus-but-secret" } }).then((r) => r), 200, ""],
-    ["a model outside ALLOWED_MODELS", () => post(sidechat.url, { ...user("x"), data: { provider: "openai", model: "gpt-3.5-turbo" } }), 400, "model_not_allowed", "data.model"],
-    ["a bad tool name", () => post(sidechat.url, { ...user("x"), data: { tools: [{ name: "no spaces allowed", parameters: {} }] } }), 400, "invalid_request", "data.tools[0].name"],
-    ["a thinking budget over the cap", () => post(sidechat.url, { ...user("x"), data: { thinking: { budgetTokens: 999999 } } }), 400, "invalid_request", "data.thinking.budgetTokens"],
+    [
+      "an unknown provider",
+      () => post(sidechat.url, { ...user("x"), data: { provider: "gemini" } }),
+      400,
+      "unknown_provider",
+      "data.provider",
+    ],
+    [
+      "a model not allowed",
+      () => post(sidechat.url, { ...user("x"), data: { model: "claude-3-opus-but-secret" } }).then((r) => r),
+      200,
+      "",
+    ],
+    [
+      "a model outside ALLOWED_MODELS",
+      () => post(sidechat.url, { ...user("x"), data: { provider: "openai", model: "gpt-3.5-turbo" } }),
+      400,
+      "model_not_allowed",
+      "data.model",
+    ],
+    [
+      "a bad tool name",
+      () => post(sidechat.url, { ...user("x"), data: { tools: [{ name: "no spaces allowed", parameters: {} }] } }),
+      400,
+      "invalid_request",
+      "data.tools[0].name",
+    ],
+    [
+      "a thinking budget over the cap",
+      () => post(sidechat.url, { ...user("x"), data: { thinking: { budgetTokens: 999999 } } }),
+      400,
+      "invalid_request",
+      "data.thinking.budgetTokens",
+    ],
     ["a body over MAX_BODY_BYTES", () => post(sidechat.url, user(big)), 413, "payload_too_large"],
-    ["an unknown transport", () => fetch(`${sidechat.url}/chat?transport=xml`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(user("x")) }), 400, "invalid_request", "?transport"],
+    [
+      "an unknown transport",
+      () =>
+        fetch(`${sidechat.url}/chat?transport=xml`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(user("x")),
+        }),
+      400,
+      "invalid_request",
+      "?transport",
+    ],
     ["GET /chat", () => fetch(`${sidechat.url}/chat`), 405, "method_not_allowed"],
     ["an unknown path", () => fetch(`${sidechat.url}/v1/chat`), 404, "not_found"],
   ]
@@ -89,11 +167,39 @@ describe("bad input gets a 4xx JSON error naming what is wrong, and no provider 
 
 describe("provider errors before the first byte", () => {
   const cases: [string, number, unknown, Record<string, string>, number, string][] = [
-    ["bad key", 401, { type: "error", error: { type: "authentication_error", message: `invalid x-api-key ${TEST_KEYS.ANTHROPIC_API_KEY}` } }, {}, 502, "provider_auth_failed"],
-    ["unknown model", 404, { type: "error", error: { type: "not_found_error", message: "model: claude-nope" } }, {}, 400, "model_not_found"],
-    ["rate limited", 429, { type: "error", error: { type: "rate_limit_error", message: "slow down" } }, { "retry-after": "7" }, 429, "rate_limited"],
+    [
+      "bad key",
+      401,
+      { type: "error", error: { type: "authentication_error", message: `invalid x-api-key ${TEST_KEYS.ANTHROPIC_API_KEY}` } },
+      {},
+      502,
+      "provider_auth_failed",
+    ],
+    [
+      "unknown model",
+      404,
+      { type: "error", error: { type: "not_found_error", message: "model: claude-nope" } },
+      {},
+      400,
+      "model_not_found",
+    ],
+    [
+      "rate limited",
+      429,
+      { type: "error", error: { type: "rate_limit_error", message: "slow down" } },
+      { "retry-after": "7" },
+      429,
+      "rate_limited",
+    ],
     ["server error", 500, { type: "error", error: { type: "api_error", message: "Internal server error" } }, {}, 502, "provider_error"],
-    ["overloaded", 529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, { "retry-after": "3" }, 503, "provider_overloaded"],
+    [
+      "overloaded",
+      529,
+      { type: "error", error: { type: "overloaded_error", message: "Overloaded" } },
+      { "retry-after": "3" },
+      503,
+      "provider_overloaded",
+    ],
   ]
   for (const [name, upstream, body, headers, status, code] of cases) {
     test(`${name} (${upstream}) → ${status} ${code}`, async () => {
@@ -140,7 +246,7 @@ describe("streaming", () => {
     fake.respond(() => transcript("anthropic-error"))
     const events = dataOf(await (await post(sidechat.url, user("hi"))).text()) as { type: string; error?: { code: string } }[]
     expect(events.at(-2)).toMatchObject({ type: "error", error: { code: "provider_overloaded" } })
-    expect(events.at(-1)).toBe("[DONE]")
+    expect(events.at(-1) as unknown).toBe("[DONE]")
   })
 
   test("a dropped provider connection ends with an error chunk, not a cut stream", async () => {
@@ -207,7 +313,12 @@ describe("a client disconnect cancels the provider request", () => {
     const head = `${events.slice(0, 4).join("\n\n")}\n\n`
     fake.respond(() => hangingStream(head))
     const controller = new AbortController()
-    const aborting = await fetch(`${sidechat.url}/chat`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(user("hang")), signal: controller.signal })
+    const aborting = await fetch(`${sidechat.url}/chat`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(user("hang")),
+      signal: controller.signal,
+    })
     const reader = aborting.body?.getReader()
     const first = await reader?.read()
     expect(new TextDecoder().decode(first?.value)).toStartWith("data: ")
@@ -226,7 +337,12 @@ describe("a client disconnect cancels the provider request", () => {
       return new Response("too late")
     })
     const controller = new AbortController()
-    const request = fetch(`${sidechat.url}/chat`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(user("wait")), signal: controller.signal }).catch(() => "aborted")
+    const request = fetch(`${sidechat.url}/chat`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(user("wait")),
+      signal: controller.signal,
+    }).catch(() => "aborted")
     await reached
     const seen = fake.seen.at(-1)
     controller.abort()
@@ -243,7 +359,12 @@ describe("concurrency", () => {
     const controller = new AbortController()
     const count = 1000
     const responses = Array.from({ length: count }, () =>
-      upstreamFetch(`${sidechat.url}/chat`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(user("many")), signal: controller.signal }).catch(() => undefined),
+      upstreamFetch(`${sidechat.url}/chat`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(user("many")),
+        signal: controller.signal,
+      }).catch(() => undefined),
     )
     const deadline = Date.now() + 15_000
     while (fake.seen.length - before < count && Date.now() < deadline) await Bun.sleep(50)
@@ -259,7 +380,11 @@ describe("CORS", () => {
   test("a preflight from a localhost dev server is answered", async () => {
     const response = await fetch(`${sidechat.url}/chat`, {
       method: "OPTIONS",
-      headers: { origin: "http://localhost:5173", "access-control-request-method": "POST", "access-control-request-headers": "content-type,x-run-id" },
+      headers: {
+        origin: "http://localhost:5173",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-run-id",
+      },
     })
     expect(response.status).toBe(204)
     expect(response.headers.get("access-control-allow-origin")).toBe("http://localhost:5173")

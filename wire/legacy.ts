@@ -59,7 +59,8 @@ export async function* toLegacy(parts: AsyncIterable<Part>, ctx: Ctx, model: str
         const { inputTokens, outputTokens } = part.usage
         const usage = { promptTokens: inputTokens, completionTokens: outputTokens, totalTokens: inputTokens + outputTokens }
         yield { type: "done", ...meta(), finishReason: part.reason, usage }
-        for (const tool of ready) yield { type: "tool-input-available", ...meta(), toolCallId: tool.id, toolName: tool.name, input: tool.input }
+        for (const tool of ready)
+          yield { type: "tool-input-available", ...meta(), toolCallId: tool.id, toolName: tool.name, input: tool.input }
         break
       }
       case "error":

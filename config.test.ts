@@ -1,0 +1,66 @@
+import { describe, expect, test } from "bun:test"
+import { maskKey, matchesPattern, parseConfig, providerMode } from "./config"
+
+describe("config", () => {
+  test("defaults: port 8080 on 127.0.0.1, mock when no key, localhost CORS", () => {
+    const parsed = parseConfig({})
+    if (!parsed.ok) throw new Error(parsed.problems.join())
+    expect([parsed.value.port, parsed.value.host, parsed.value.defaultProvider]).toEqual([8080, "127.0.0.1", "mock"])
+    expect(providerMode(parsed.value, "anthropic")).toBe("mock")
+    expect(parsed.value.allowedModels).toEqual([parsed.value.anthropic.model, parsed.value.openai.model])
+  })
+
+  test("a 1Password reference is refused with the fix in the message", () => {
+    const parsed = parseConfig({ ANTHROPIC_API_KEY: "op://vault/anthropic/key" })
+    expect(parsed.ok).toBe(false)
+    if (!parsed.ok) expect(parsed.problems[0]).toContain("op run")
+  })
+
+  test("every problem is listed at once", () => {
+    const parsed = parseConfig({
+      PORT: "eighty",
+      DEFAULT_PROVIDER: "gemini",
+      MOCK: "sometimes",
+      MODEL_SETTINGS: "{",
+      OPENAI_BASE_URL: "not a url",
+    })
+    expect(parsed.ok).toBe(false)
+    if (!parsed.ok) {
+      expect(parsed.problems).toHaveLength(5)
+      expect(parsed.problems.join("\n")).toContain("PORT")
+    }
+  })
+
+  test("an unexpected key prefix warns, masked; a custom base URL silences it", () => {
+    const parsed = parseConfig({ ANTHROPIC_API_KEY: "abc-0123456789abcdefghijkl" })
+    if (!parsed.ok) throw new Error()
+    expect(parsed.warnings).toHaveLength(1)
+    expect(parsed.warnings[0]).toContain("abc-012…ijkl")
+    expect(parsed.warnings[0]).not.toContain("0123456789abcdefghijkl")
+    const custom = parseConfig({ OPENAI_API_KEY: "gsk_0123456789abcdef", OPENAI_BASE_URL: "http://127.0.0.1:11434/v1" })
+    expect(custom.ok && custom.warnings).toEqual([])
+  })
+
+  test("a configured key is live; MOCK=off turns a missing one off; MOCK=all mocks everything", () => {
+    const live = parseConfig({ OPENAI_API_KEY: "sk-0123456789abcdefghij" })
+    if (!live.ok) throw new Error()
+    expect([providerMode(live.value, "openai"), providerMode(live.value, "anthropic"), live.value.defaultProvider]).toEqual([
+      "live",
+      "mock",
+      "openai",
+    ])
+    const off = parseConfig({ MOCK: "off" })
+    expect(off.ok && providerMode(off.value, "anthropic")).toBe("off")
+    const all = parseConfig({ MOCK: "all", OPENAI_API_KEY: "sk-0123456789abcdefghij" })
+    expect(all.ok && providerMode(all.value, "openai")).toBe("mock")
+  })
+
+  test("key masking and model patterns", () => {
+    expect(maskKey("sk-ant-api03-abcdefghijklmnop")).toBe("sk-ant-…mnop")
+    expect(maskKey("short")).toBe("****")
+    expect(matchesPattern("claude-*", "claude-opus-4-8")).toBe(true)
+    expect(matchesPattern("claude-*", "gpt-5")).toBe(false)
+    expect(matchesPattern("gpt-4.1", "gpt-401")).toBe(false)
+    expect(matchesPattern("http://localhost:*", "http://localhost:5173")).toBe(true)
+  })
+})
