@@ -1,7 +1,17 @@
 import { describe, expect, test } from "bun:test"
+import { verifyEvents } from "@ag-ui/client"
+import type { BaseEvent } from "@ag-ui/core"
+import { from as observe, lastValueFrom, toArray } from "rxjs"
 import { collect, expectJsonl, fixtureNames, from, replay } from "./fixtures/replay"
 import { type Part, fixedCtx } from "./parts"
+import { REDACTED_PREFIX } from "./request"
+import { type AguiEvent, toAgui } from "./wire/agui"
 import { toLegacy } from "./wire/legacy"
+
+const run = { threadId: "T", runId: "R", model: "fixture-model" }
+const agui = (parts: Part[]) => collect(toAgui(from(parts), fixedCtx(), run))
+/** AG-UI's own validator; rejects with the first ordering violation. */
+const verify = (events: AguiEvent[]) => lastValueFrom(observe(events as BaseEvent[]).pipe(verifyEvents(false), toArray()))
 
 const names = fixtureNames()
 const slicings = ["whole", 1, 7] as const
@@ -29,6 +39,91 @@ describe("legacy chunks match the stored expectations", () => {
       }
     })
   }
+})
+
+describe("AG-UI events match the stored expectations and pass verifyEvents", () => {
+  for (const name of names) {
+    test(name, async () => {
+      for (const slicing of slicings) {
+        const events = await agui(await replay(name, slicing))
+        expect(events).toEqual((await expectJsonl(name, "agui", events)) as AguiEvent[])
+        expect(await verify(events)).toHaveLength(events.length)
+      }
+    })
+  }
+
+  test("verifyEvents is strict enough to notice a broken stream", async () => {
+    const events = await agui(await replay("anthropic-text", "whole"))
+    const broken = events.filter((event) => event.type !== "TEXT_MESSAGE_END")
+    await expect(verify(broken)).rejects.toThrow()
+  })
+
+  test("an error before any output is RUN_STARTED then RUN_ERROR, and valid", async () => {
+    const events = await agui([{ type: "error", code: "provider_overloaded", message: "busy" }])
+    expect(events.map((e) => e.type)).toEqual(["RUN_STARTED", "RUN_ERROR"])
+    expect(events[1]).toEqual({
+      type: "RUN_ERROR",
+      message: "busy",
+      code: "provider_overloaded",
+      metadata: { tanstack: { threadId: "T", runId: "R" } },
+    })
+    expect(await verify(events)).toHaveLength(2)
+  })
+})
+
+describe("AG-UI encoding rules (WIRE.md §3)", () => {
+  test("each thinking block gets its own step; signatures and redacted data become encrypted values", async () => {
+    const events = await agui(await replay("anthropic-thinking", "whole"))
+    const steps = events.filter((e) => e.type === "STEP_STARTED").map((e) => e.stepName)
+    expect(new Set(steps).size).toBe(3)
+    const values = events.filter((e) => e.type === "REASONING_ENCRYPTED_VALUE").map((e) => String(e.encryptedValue))
+    expect(values[0]).toStartWith("EqQB")
+    expect(values[1]).toStartWith(`${REDACTED_PREFIX}EmwK`)
+    expect(values[2]).toStartWith("ErUB")
+  })
+
+  test("client tools: TOOL_CALL_* first, then one CUSTOM tool-input-available each, then RUN_FINISHED(tool_calls)", async () => {
+    const events = await agui(await replay("anthropic-tools-parallel", 7))
+    const tail = events.slice(-3)
+    expect(tail.map((e) => e.type)).toEqual(["CUSTOM", "CUSTOM", "RUN_FINISHED"])
+    expect(tail[0]).toEqual({
+      type: "CUSTOM",
+      name: "tool-input-available",
+      value: { toolCallId: "toolu_01A", toolName: "getLocation", input: { precise: true } },
+    })
+    expect(tail[2]).toMatchObject({ metadata: { tanstack: { finishReason: "tool_calls" } } })
+    const starts = events.filter((e) => e.type === "TOOL_CALL_START")
+    expect(starts.every((e) => e.parentMessageId === "msg_1")).toBe(true)
+  })
+
+  test("max_tokens finishes with finishReason length, not an error", async () => {
+    const events = await agui(await replay("anthropic-max-tokens", "whole"))
+    expect(events.at(-1)).toMatchObject({ type: "RUN_FINISHED", metadata: { tanstack: { finishReason: "length" } } })
+    expect(events.some((e) => e.type === "RUN_ERROR")).toBe(false)
+  })
+
+  test("usage is the spec array with cached and reasoning tokens when known", async () => {
+    expect((await agui(await replay("openai-text", "whole"))).at(-1)?.usage).toEqual([
+      { inputTokens: 25, outputTokens: 15, totalTokens: 40, cachedInputTokens: 4 },
+    ])
+    expect((await agui(await replay("openai-reasoning", "whole"))).at(-1)?.usage).toEqual([
+      { inputTokens: 14, outputTokens: 30, totalTokens: 44, reasoningTokens: 22 },
+    ])
+  })
+
+  test("text resuming after a reasoning block gets a new message id", async () => {
+    const events = await agui([
+      { type: "text", delta: "Part one." },
+      { type: "reasoning-start" },
+      { type: "reasoning", delta: "hmm" },
+      { type: "reasoning-end", signature: "sig" },
+      { type: "text", delta: "Part two." },
+      { type: "finish", reason: "stop", usage: { inputTokens: 1, outputTokens: 1 } },
+    ])
+    const ids = events.filter((e) => e.type === "TEXT_MESSAGE_START").map((e) => e.messageId)
+    expect(ids).toEqual(["msg_1", "msg_2"])
+    expect(await verify(events)).toHaveLength(events.length)
+  })
 })
 
 describe("what the transcripts mean", () => {

@@ -4,7 +4,7 @@ import { type Config, maskKey, matchesAny, parseConfig } from "./config"
 import { classifyError } from "./errors"
 import { type Ctx, type ErrorCode, liveCtx } from "./parts"
 import { createProviders, type Providers } from "./providers"
-import { type HttpError, parseLegacyRequest } from "./request"
+import { detectGeneration, type HttpError, parseChatBody } from "./request"
 import { checkToolList, type ToolDecl } from "./schema"
 import { streamResponse } from "./sse"
 import { type Transport, wireFor } from "./wire"
@@ -75,7 +75,9 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
     const transport = chooseTransport(url, request)
     if (!transport.ok) return httpError(transport.error)
 
-    const parsed = parseLegacyRequest(body.value, config, serverTools)
+    const generation = detectGeneration(body.value as Record<string, unknown>, request.headers, url.searchParams.get("wire"))
+    if (!generation.ok) return httpError(generation.error)
+    const parsed = parseChatBody(generation.value, body.value, config, serverTools)
     if (!parsed.ok) return httpError(parsed.error)
     const chatRequest = parsed.value
     const label = `${chatRequest.generation} ${chatRequest.provider}/${chatRequest.model}`

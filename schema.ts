@@ -102,3 +102,53 @@ export function preview(value: unknown): string {
 }
 
 export const checkToolList = validator(ToolList)
+
+// ---------------------------------------------------------------- AG-UI (current client, WIRE.md §3.1)
+
+const AguiRole = T.Union(["developer", "system", "user", "assistant", "tool", "reasoning", "activity"].map((role) => T.Literal(role)))
+
+const InputContent = T.Union([
+  T.Object({ type: T.Literal("text"), text: T.String() }),
+  T.Object({ type: T.Literal("image"), source: ImageSource }),
+])
+
+/** Client-declared tools are untrusted text: names, descriptions, schemas and count are capped. */
+export const AguiTool = T.Object({
+  name: T.String({ pattern: "^[a-zA-Z0-9_-]{1,64}$" }),
+  description: T.String({ maxLength: MAX_TOOL_DESCRIPTION }),
+  parameters: T.Optional(T.Record(T.String(), T.Unknown())),
+})
+
+export const RunAgentInput = T.Object({
+  threadId: T.String(),
+  runId: T.String(),
+  parentRunId: T.Optional(T.String()),
+  state: T.Optional(T.Unknown()),
+  messages: T.Array(T.Object({ id: T.String(), role: AguiRole, metadata: T.Optional(T.Record(T.String(), T.Unknown())) }), { minItems: 1 }),
+  tools: T.Array(AguiTool, { maxItems: MAX_TOOLS }),
+  context: T.Array(T.Object({ description: T.String(), value: T.String() }), { maxItems: 64 }),
+  forwardedProps: T.Optional(T.Record(T.String(), T.Unknown())),
+  data: T.Optional(T.Record(T.String(), T.Unknown())),
+  resume: T.Optional(
+    T.Array(
+      T.Object({
+        interruptId: T.String(),
+        status: T.Union([T.Literal("resolved"), T.Literal("cancelled")]),
+        payload: T.Optional(T.Unknown()),
+      }),
+    ),
+  ),
+})
+export type RunAgentInput = Static<typeof RunAgentInput>
+
+/** Each role's own fields, checked after the common ones so errors name the exact field. */
+export const AguiMessageByRole = {
+  developer: T.Object({ content: T.String() }),
+  system: T.Object({ content: T.String() }),
+  user: T.Object({ content: T.Union([T.String(), T.Array(InputContent)]), name: T.Optional(T.String()) }),
+  assistant: T.Object({ content: T.Optional(T.String()), toolCalls: T.Optional(T.Array(WireToolCall)), name: T.Optional(T.String()) }),
+  tool: T.Object({ content: T.String(), toolCallId: T.String({ minLength: 1 }), error: T.Optional(T.String()) }),
+  reasoning: T.Object({ content: T.String(), encryptedValue: T.Optional(T.String()) }),
+  activity: T.Object({}),
+}
+export type AguiMessageByRole = { [R in keyof typeof AguiMessageByRole]: Static<(typeof AguiMessageByRole)[R]> }

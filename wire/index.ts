@@ -2,6 +2,7 @@
 import type { Ctx, Part } from "../parts"
 import type { ChatRequest, Generation } from "../request"
 import { ndjsonFrame, sseFrame } from "../sse"
+import { toAgui } from "./agui"
 import { toLegacy } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
@@ -17,6 +18,8 @@ export type Wire = {
 }
 
 const legacy = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) => toLegacy(parts, ctx, request.model)
+const agui = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) =>
+  toAgui(parts, ctx, { threadId: request.threadId ?? "", runId: request.runId ?? "", model: request.model })
 
 export function wireFor(generation: Generation, transport: Transport): Wire {
   const sse = transport === "sse"
@@ -31,8 +34,16 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
         contentType: sse ? "text/event-stream" : "application/x-ndjson",
       }
     case "agui":
-      throw new Error("AG-UI wire is not implemented yet")
+      // Current clients skip comment lines; NDJSON readers skip blank ones. Never `[DONE]` or
+      // `id:` here: the first stops reading, the second turns on resumability (WIRE.md §6.7-8).
+      return {
+        encode: agui,
+        frame: sse ? sseFrame : ndjsonFrame,
+        trailer: "",
+        heartbeat: sse ? ": ping\n\n" : "\n",
+        contentType: sse ? "text/event-stream" : "application/x-ndjson",
+      }
   }
 }
 
-export { toLegacy }
+export { toAgui, toLegacy }

@@ -1,17 +1,7 @@
-// A validated request body becomes one ChatRequest: the conversation, the tools and the provider to ask.
-import { type Config, MOCK_MODEL, matchesAny, PROVIDERS, type ProviderName, providerMode } from "./config"
-import type { ErrorCode } from "./parts"
-import {
-  type ChatOptions,
-  type ContentPart,
-  type Invalid,
-  LegacyRequest,
-  MAX_TOOL_PARAMETERS_BYTES,
-  MAX_TOOLS,
-  type ToolDecl,
-  preview,
-  validator,
-} from "./schema"
+// The provider-neutral request both wire generations parse into, and the server policy applied to it.
+import { type Config, MOCK_MODEL, matchesAny, PROVIDERS, type ProviderName, providerMode } from "../config"
+import type { ErrorCode } from "../parts"
+import { type ChatOptions, type ContentPart, type Invalid, MAX_TOOL_PARAMETERS_BYTES, MAX_TOOLS, preview, type ToolDecl } from "../schema"
 
 export type UserPart =
   | { type: "text"; text: string }
@@ -44,7 +34,7 @@ export type ChatRequest = {
 export type HttpError = { status: number; code: ErrorCode; message: string; path?: string; headers?: Record<string, string> }
 export type Parsed<V> = { ok: true; value: V } | { ok: false; error: HttpError }
 
-const invalid = (error: Invalid): { ok: false; error: HttpError } => ({
+export const invalid = (error: Invalid): { ok: false; error: HttpError } => ({
   ok: false,
   error: {
     status: 400,
@@ -54,49 +44,7 @@ const invalid = (error: Invalid): { ok: false; error: HttpError } => ({
   },
 })
 
-const checkLegacy = validator(LegacyRequest)
-
-/** Parses a legacy (`@tanstack/ai-client` 0.0.x) body; `serverTools` come from TOOLS_FILE. */
-export function parseLegacyRequest(body: unknown, config: Config, serverTools: ToolDecl[]): Parsed<ChatRequest> {
-  const checked = checkLegacy(body)
-  if (!checked.ok) return invalid(checked.error)
-  const { messages: rows, data = {} } = checked.value
-  const messages: ChatMessage[] = []
-  for (const [i, row] of rows.entries()) {
-    const at = `messages[${i}]`
-    switch (row.role) {
-      case "system":
-        messages.push({ role: "system", content: textOf(row.content) })
-        break
-      case "user":
-        messages.push({ role: "user", content: userParts(row.content), name: row.name })
-        break
-      case "assistant": {
-        const toolCalls: ToolCall[] = []
-        for (const [j, call] of (row.toolCalls ?? []).entries()) {
-          const input = parseArguments(call.function.arguments)
-          if (input === INVALID)
-            return invalid({
-              path: `${at}.toolCalls[${j}].function.arguments`,
-              message: `must be a JSON object; got ${preview(call.function.arguments)}`,
-            })
-          toolCalls.push({ id: call.id, name: call.function.name, input })
-        }
-        messages.push({ role: "assistant", content: textOf(row.content), toolCalls, reasoning: [], name: row.name })
-        break
-      }
-      case "tool":
-        if (row.toolCallId === undefined)
-          return invalid({ path: `${at}.toolCallId`, message: "tool messages need the id of the call they answer" })
-        messages.push({ role: "tool", toolCallId: row.toolCallId, content: textOf(row.content) })
-        break
-    }
-  }
-  const options: ChatOptions = { ...data, provider: data.provider ?? checked.value.provider, model: data.model ?? checked.value.model }
-  return resolveRequest({ generation: "legacy", messages, options, optionsPath: "data" }, config, serverTools)
-}
-
-type Draft = {
+export type Draft = {
   generation: Generation
   messages: ChatMessage[]
   options: ChatOptions
