@@ -2,7 +2,7 @@
 import pkg from "./package.json"
 import { type Config, maskKey, matchesAny, parseConfig } from "./config"
 import { classifyError } from "./errors"
-import { type Ctx, type ErrorCode, liveCtx } from "./parts"
+import { type Ctx, type ErrorCode, liveCtx, type Part } from "./parts"
 import { createProviders, type Providers } from "./providers"
 import { detectGeneration, type HttpError, parseChatBody } from "./request"
 import { checkToolList, type ToolDecl } from "./schema"
@@ -84,14 +84,16 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
 
     // Thinking and slow first tokens can be quiet for longer than Bun's 10 s idle timer.
     server?.timeout(request, 0)
-    let parts: AsyncIterable<import("./parts").Part>
-    try {
-      parts = await providers.open(chatRequest, request.signal)
-    } catch (error) {
-      const failure = classifyError(error, chatRequest.provider)
+    // Wait for the provider to accept (so its refusals become HTTP errors) for one heartbeat
+    // interval at most; a slower provider gets a started stream, heartbeats and in-band errors.
+    const opening = providers.open(chatRequest, request.signal)
+    const early = await settledWithin(opening, config.heartbeatMs)
+    if (early?.ok === false) {
+      const failure = classifyError(early.error, chatRequest.provider)
       log(`POST /chat ${failure.status} ${label} ${failure.code} ${Math.round(performance.now() - begun)}ms`)
       return httpError({ ...failure, ...(failure.retryAfter && { headers: { "retry-after": failure.retryAfter } }) })
     }
+    const parts = early ? early.value : late(opening, chatRequest.provider)
 
     const wire = wireFor(chatRequest.generation, transport.value)
     const events = wire.encode(parts, ctx(), chatRequest)
@@ -102,6 +104,38 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
       onClose: (outcome) => log(`POST /chat 200 ${label} ${outcome} ${Math.round(performance.now() - begun)}ms`),
     })
   }
+}
+
+type Settled<V> = { ok: true; value: V } | { ok: false; error: unknown }
+
+/** The promise's outcome if it settles within `ms`, else undefined (the promise keeps running). */
+async function settledWithin<V>(promise: Promise<V>, ms: number): Promise<Settled<V> | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const outcome = promise.then(
+    (value): Settled<V> => ({ ok: true, value }),
+    (error): Settled<V> => ({ ok: false, error }),
+  )
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms)
+  })
+  try {
+    return await Promise.race([outcome, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Parts of a provider stream that is still opening; a refusal now is an in-band error. */
+async function* late(opening: Promise<AsyncIterable<Part>>, provider: string): AsyncGenerator<Part> {
+  let parts: AsyncIterable<Part>
+  try {
+    parts = await opening
+  } catch (error) {
+    const { code, message } = classifyError(error, provider)
+    yield { type: "error", code, message }
+    return
+  }
+  yield* parts
 }
 
 async function* frames(events: AsyncIterable<unknown>, frame: (event: unknown) => string, trailer: string): AsyncGenerator<string> {

@@ -405,3 +405,118 @@ describe("CORS", () => {
     await response.text()
   })
 })
+
+describe("current (AG-UI) clients", () => {
+  const run = (content: string, extra: Record<string, unknown> = {}) => ({
+    threadId: "thread-9",
+    runId: "run-9",
+    state: {},
+    messages: [{ id: "u1", role: "user", content }],
+    tools: [],
+    context: [],
+    forwardedProps: {},
+    ...extra,
+  })
+
+  test("SSE: RUN_STARTED echoes the ids; one data line per event; no [DONE], no id: lines", async () => {
+    fake.respond(() => transcript("anthropic-text"))
+    const response = await post(sidechat.url, run("hi"), { "x-run-id": "run-9" })
+    expect(response.headers.get("content-type")).toBe("text/event-stream")
+    const body = await response.text()
+    expect(body).not.toContain("[DONE]")
+    expect(body).not.toContain("\r")
+    const lines = body.split("\n")
+    expect(lines.some((line) => line.startsWith("id:"))).toBe(false)
+    const events = dataOf(body) as { type: string; threadId?: string; runId?: string }[]
+    expect(events[0]).toEqual({ type: "RUN_STARTED", threadId: "thread-9", runId: "run-9" })
+    expect(events.at(-1)).toMatchObject({ type: "RUN_FINISHED", threadId: "thread-9", runId: "run-9" })
+    expect(body.endsWith("\n\n")).toBe(true)
+  })
+
+  test("NDJSON by query or by Accept: one JSON event per line", async () => {
+    for (const [query, headers] of [
+      ["?transport=ndjson", {}],
+      ["", { accept: "application/x-ndjson" }],
+    ] as const) {
+      fake.respond(() => transcript("openai-text"))
+      const response = await fetch(`${sidechat.url}/chat${query}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(run("hi", { forwardedProps: { provider: "openai" } })),
+      })
+      expect(response.headers.get("content-type")).toBe("application/x-ndjson")
+      const lines = (await response.text()).trim().split("\n")
+      const events = lines.map((line) => JSON.parse(line) as { type: string })
+      expect(events[0]?.type).toBe("RUN_STARTED")
+      expect(events.at(-1)?.type).toBe("RUN_FINISHED")
+    }
+  })
+
+  test("quiet providers get SSE comment heartbeats, which the current parser skips", async () => {
+    fake.respond(async () => {
+      const text = await Bun.file(new URL("fixtures/anthropic-text.sse", import.meta.url)).text()
+      await Bun.sleep(700)
+      return new Response(text, { headers: { "content-type": "text/event-stream" } })
+    })
+    const body = await (await post(sidechat.url, run("slow"))).text()
+    expect(body).toContain(": ping\n\n")
+    expect((dataOf(body) as { type: string }[]).at(-1)?.type).toBe("RUN_FINISHED")
+  })
+
+  test("a mid-stream provider error is the last event: RUN_ERROR with code and ids", async () => {
+    fake.respond(() => transcript("anthropic-error"))
+    const events = dataOf(await (await post(sidechat.url, run("hi"))).text()) as Record<string, unknown>[]
+    expect(events.at(-1)).toEqual({
+      type: "RUN_ERROR",
+      message: "Anthropic is overloaded; retry later",
+      code: "provider_overloaded",
+      metadata: { tanstack: { threadId: "thread-9", runId: "run-9" } },
+    })
+  })
+
+  test("a malformed RunAgentInput is a 400 naming the path", async () => {
+    const response = await post(sidechat.url, run("hi", { messages: [{ id: "a", role: "assistant", content: null }] }))
+    expect(response.status).toBe(400)
+    expect(((await response.json()) as { error: { path: string } }).error.path).toBe("messages[0].content")
+  })
+
+  test("a continuation with parentRunId, resume and tool rows goes through", async () => {
+    fake.respond(() => transcript("anthropic-text"))
+    const body = run("", {
+      parentRunId: "run-8",
+      resume: [{ interruptId: "client_tool_c1", status: "resolved", payload: { ok: true } }],
+      messages: [
+        { id: "u1", role: "user", content: "go" },
+        { id: "a1", role: "assistant", toolCalls: [{ id: "c1", type: "function", function: { name: "f", arguments: "{}" } }] },
+        { id: "tool-c1", role: "tool", toolCallId: "c1", content: '{"ok":true}' },
+      ],
+    })
+    const response = await post(sidechat.url, body)
+    expect(response.status).toBe(200)
+    expect((dataOf(await response.text()) as { type: string }[]).at(-1)?.type).toBe("RUN_FINISHED")
+    const sent = fake.seen.at(-1)?.body as { messages: { content: { type: string }[] }[] }
+    expect(sent.messages.at(-1)?.content[0]).toMatchObject({ type: "tool_result", tool_use_id: "c1", content: '{"ok":true}' })
+  })
+})
+
+describe("a provider slow to answer at all", () => {
+  test("gets a started stream and heartbeats after one interval; a late refusal is in-band", async () => {
+    fake.respond(async () => {
+      await Bun.sleep(700)
+      return Response.json({ type: "error", error: { type: "rate_limit_error", message: "slow down" } }, { status: 429 })
+    })
+    const response = await post(sidechat.url, {
+      threadId: "t",
+      runId: "r",
+      messages: [{ id: "u", role: "user", content: "hi" }],
+      tools: [],
+      context: [],
+    })
+    expect(response.status).toBe(200)
+    const body = await response.text()
+    expect(body).toContain(": ping\n\n")
+    const events = dataOf(body) as { type: string; code?: string }[]
+    expect(events.map((e) => e.type)).toEqual(["RUN_STARTED", "RUN_ERROR"])
+    expect(events[1]?.code).toBe("rate_limited")
+  })
+})
