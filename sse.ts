@@ -16,52 +16,79 @@ export type StreamOptions = {
 }
 
 /**
- * Streams frames as a Response. Cancelling the body (a client disconnect) returns the source
- * iterator, so every generator's `finally` upstream runs and the provider request is aborted.
+ * Streams frames as a Response. Frames produced in the same turn of the event loop (one network
+ * read from the provider usually yields many) are written as one chunk. Cancelling the body (a
+ * client disconnect) returns the source iterator, so every generator's `finally` upstream runs.
  */
 export function streamResponse(frames: AsyncIterable<string>, options: StreamOptions): Response {
   const encoder = new TextEncoder()
   const iterator = frames[Symbol.asyncIterator]()
-  const beat = encoder.encode(options.heartbeat)
+  let controller: ReadableStreamDefaultController<Uint8Array>
+  let buffer = ""
+  let scheduled: ReturnType<typeof setImmediate> | undefined
   let lastWrite = performance.now()
   let timer: ReturnType<typeof setInterval> | undefined
+  let wake: (() => void) | undefined
   let closed = false
-  const close = (outcome: "complete" | "cancelled" | "failed") => {
-    if (closed) return
+
+  const finish = (outcome: "complete" | "cancelled" | "failed") => {
+    if (closed) return false
     closed = true
     clearInterval(timer)
+    clearImmediate(scheduled)
+    wake?.()
     options.onClose?.(outcome)
+    return true
+  }
+  const flush = () => {
+    scheduled = undefined
+    if (!buffer || closed) return
+    const chunk = encoder.encode(buffer)
+    buffer = ""
+    lastWrite = performance.now()
+    try {
+      controller.enqueue(chunk)
+    } catch {
+      finish("cancelled")
+    }
+  }
+  const write = (text: string) => {
+    buffer += text
+    scheduled ??= setImmediate(flush)
+  }
+
+  const pump = async () => {
+    try {
+      for (;;) {
+        // Backpressure: a slow reader stops us asking the provider for more.
+        if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (wake = resolve))
+        if (closed) return
+        const next = await iterator.next()
+        if (next.done) break
+        write(next.value)
+      }
+      flush()
+      if (finish("complete")) controller.close()
+    } catch (error) {
+      flush()
+      if (finish("failed")) controller.error(error)
+    }
   }
 
   const body = new ReadableStream<Uint8Array>({
-    start(controller) {
+    start(c) {
+      controller = c
       timer = setInterval(() => {
-        if (performance.now() - lastWrite < options.heartbeatMs) return
-        try {
-          controller.enqueue(beat)
-          lastWrite = performance.now()
-        } catch {
-          close("cancelled")
-        }
+        if (!buffer && performance.now() - lastWrite >= options.heartbeatMs) write(options.heartbeat)
       }, options.heartbeatMs / 2)
+      void pump()
     },
-    async pull(controller) {
-      try {
-        const next = await iterator.next()
-        if (next.done) {
-          close("complete")
-          controller.close()
-          return
-        }
-        controller.enqueue(encoder.encode(next.value))
-        lastWrite = performance.now()
-      } catch (error) {
-        close("failed")
-        controller.error(error)
-      }
+    pull() {
+      wake?.()
+      wake = undefined
     },
     async cancel() {
-      close("cancelled")
+      finish("cancelled")
       await iterator.return?.()
     },
   })
