@@ -1,16 +1,15 @@
 // AG-UI RunAgentInput bodies (@tanstack/ai-client 0.33.x, WIRE.md §3.1) into a ChatRequest.
 import type { Config } from "../config"
-import { AguiMessageByRole, ChatOptions, preview, RunAgentInput, type ToolDecl, validator } from "../schema"
+import { AguiMessageByRole, ChatOptions, RunAgentInput, type ToolDecl, validator } from "../schema"
 import {
   type ChatMessage,
   type ChatRequest,
   invalid,
-  isInvalidArguments,
   type Parsed,
-  parseArguments,
   type Reasoning,
   resolveRequest,
   userParts,
+  parseToolCalls,
 } from "./resolve"
 
 const checkInput = validator(RunAgentInput)
@@ -62,17 +61,9 @@ export function parseAguiRequest(body: unknown, config: Config, serverTools: Too
       }
       case "assistant": {
         const assistant = row as AguiMessageByRole["assistant"]
-        const toolCalls = []
-        for (const [j, call] of (assistant.toolCalls ?? []).entries()) {
-          const parsed = parseArguments(call.function.arguments)
-          if (isInvalidArguments(parsed))
-            return invalid({
-              path: `${at}.toolCalls[${j}].function.arguments`,
-              message: `must be a JSON object; got ${preview(call.function.arguments)}`,
-            })
-          toolCalls.push({ id: call.id, name: call.function.name, input: parsed })
-        }
-        messages.push({ role: "assistant", content: assistant.content ?? "", toolCalls, reasoning, name: assistant.name })
+        const toolCalls = parseToolCalls(assistant.toolCalls, at)
+        if (!toolCalls.ok) return toolCalls
+        messages.push({ role: "assistant", content: assistant.content ?? "", toolCalls: toolCalls.value, reasoning, name: assistant.name })
         reasoning = []
         break
       }

@@ -1,18 +1,7 @@
 // Legacy request bodies (@tanstack/ai-client 0.0.x, WIRE.md §2.1) into a ChatRequest.
 import type { Config } from "../config"
-import { type ChatOptions, LegacyRequest, preview, type ToolDecl, validator } from "../schema"
-import {
-  type ChatMessage,
-  type ChatRequest,
-  invalid,
-  isInvalidArguments,
-  type Parsed,
-  parseArguments,
-  resolveRequest,
-  type ToolCall,
-  textOf,
-  userParts,
-} from "./resolve"
+import { type ChatOptions, LegacyRequest, type ToolDecl, validator } from "../schema"
+import { type ChatMessage, type ChatRequest, invalid, type Parsed, resolveRequest, textOf, userParts, parseToolCalls } from "./resolve"
 
 const checkLegacy = validator(LegacyRequest)
 
@@ -32,17 +21,9 @@ export function parseLegacyRequest(body: unknown, config: Config, serverTools: T
         messages.push({ role: "user", content: userParts(row.content), name: row.name })
         break
       case "assistant": {
-        const toolCalls: ToolCall[] = []
-        for (const [j, call] of (row.toolCalls ?? []).entries()) {
-          const input = parseArguments(call.function.arguments)
-          if (isInvalidArguments(input))
-            return invalid({
-              path: `${at}.toolCalls[${j}].function.arguments`,
-              message: `must be a JSON object; got ${preview(call.function.arguments)}`,
-            })
-          toolCalls.push({ id: call.id, name: call.function.name, input })
-        }
-        messages.push({ role: "assistant", content: textOf(row.content), toolCalls, reasoning: [], name: row.name })
+        const toolCalls = parseToolCalls(row.toolCalls, at)
+        if (!toolCalls.ok) return toolCalls
+        messages.push({ role: "assistant", content: textOf(row.content), toolCalls: toolCalls.value, reasoning: [], name: row.name })
         break
       }
       case "tool":

@@ -135,6 +135,23 @@ function mergeTools(server: ToolDecl[], client: ToolDecl[]): ToolDecl[] {
   return [...server, ...client.filter((tool) => !names.has(tool.name) && names.add(tool.name))]
 }
 
+type WireToolCall = { id: string; function: { name: string; arguments: string } }
+
+/** Wire tool calls (arguments as JSON text) with their arguments parsed; `at` is the message path. */
+export function parseToolCalls(calls: WireToolCall[] | undefined, at: string): Parsed<ToolCall[]> {
+  const toolCalls: ToolCall[] = []
+  for (const [j, call] of (calls ?? []).entries()) {
+    const input = parseArguments(call.function.arguments)
+    if (isInvalidArguments(input))
+      return invalid({
+        path: `${at}.toolCalls[${j}].function.arguments`,
+        message: `must be a JSON object; got ${preview(call.function.arguments)}`,
+      })
+    toolCalls.push({ id: call.id, name: call.function.name, input })
+  }
+  return { ok: true, value: toolCalls }
+}
+
 const INVALID = Symbol("invalid")
 
 /** Tool-call arguments as sent back by clients: a JSON object string, or empty when none streamed. */
