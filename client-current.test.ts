@@ -88,11 +88,7 @@ describe("@tanstack/ai-client 0.33.2", () => {
 
   test("a client tool that throws does not wedge the chat", async () => {
     let calls = 0
-    fake.respond((seen) => {
-      calls++
-      if (calls === 1) return transcript("anthropic-tools-parallel")
-      return transcript("anthropic-text")
-    })
+    fake.respond(() => transcript(++calls === 1 ? "anthropic-tools-parallel" : "anthropic-text"))
     const ran: string[] = []
     const client = new ChatClient({
       connection: fetchServerSentEvents(`${sidechat.url}/chat`),
@@ -177,5 +173,14 @@ describe("@tanstack/ai-client 0.33.2", () => {
     expect(textOf(client)).toContain('The tools answered: {"tempC":21}')
     await client.sendMessage("think first")
     expect(lastParts(client).find((p) => p.type === "thinking")?.signature).toBe("mock-signature-3")
+  })
+
+  test("the mock provider's errors reach onError, before and after the first byte", async () => {
+    const errors: Error[] = []
+    const client = new ChatClient({ connection: fetchServerSentEvents(`${mocked.url}/chat`), onError: (e) => errors.push(e) })
+    await client.sendMessage("show me an error")
+    expect(textOf(client)).toStartWith("Here is the start of an answer")
+    await client.sendMessage("overload now")
+    expect(errors.map((e) => e.message)).toEqual(["mock is overloaded; retry later", expect.stringContaining("503")])
   })
 })
