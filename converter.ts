@@ -100,7 +100,8 @@ function anthropicStep(state: AnthropicState, event: Anthropic.RawMessageStreamE
     case "message_delta":
       if (event.delta.stop_reason) state.stopReason = event.delta.stop_reason
       state.usage.outputTokens = event.usage.output_tokens ?? state.usage.outputTokens
-      if (event.usage.input_tokens) state.usage.inputTokens = event.usage.input_tokens + (state.usage.cachedInputTokens ?? 0)
+      // Input tokens come from message_start; a delta only fills them in when that had none.
+      if (event.usage.input_tokens && !state.usage.inputTokens) state.usage.inputTokens = event.usage.input_tokens
       return []
     case "message_stop":
       state.finished = true

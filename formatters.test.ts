@@ -96,6 +96,23 @@ describe("Anthropic", () => {
     expect(off.thinking).toBeUndefined()
   })
 
+  test("thinking is left off for a tool continuation whose thinking the client did not send back", () => {
+    const cfg = configOf({ ALLOWED_MODELS: "*", ANTHROPIC_THINKING_BUDGET: "2048" })
+    expect(toAnthropic(legacy(toolHistory, cfg), cfg).thinking).toBeUndefined()
+    const request = legacy(toolHistory, cfg)
+    const assistant = request.messages.find((m) => m.role === "assistant")
+    if (assistant?.role === "assistant") assistant.reasoning.push({ text: "hmm", signature: "sig" })
+    expect(toAnthropic(request, cfg).thinking).toEqual({ type: "enabled", budget_tokens: 2048 })
+    const nextQuestion = legacy(
+      {
+        ...toolHistory,
+        messages: [...toolHistory.messages, { role: "assistant", content: "Oslo, noon." }, { role: "user", content: "Thanks" }],
+      },
+      cfg,
+    )
+    expect(toAnthropic(nextQuestion, cfg).thinking).toEqual({ type: "enabled", budget_tokens: 2048 })
+  })
+
   test("images by URL and by base64 data", () => {
     const request = legacy({
       messages: [

@@ -42,14 +42,15 @@ export function toAnthropic(request: ChatRequest, config: Config): AnthropicPara
   const maxTokens = settings.maxTokens ?? config.anthropic.maxTokens
   const temperature = settings.temperature ?? config.anthropic.temperature
   const system = request.messages.flatMap((m) => (m.role === "system" && m.content ? [m.content] : [])).join("\n\n")
+  const thinking = request.thinkingBudget > 0 && !continuesUnsignedToolCall(request.messages) ? request.thinkingBudget : 0
   const params: AnthropicParams = {
     model: request.model,
-    max_tokens: request.thinkingBudget > 0 ? maxTokens + request.thinkingBudget : maxTokens,
+    max_tokens: maxTokens + thinking,
     messages: anthropicMessages(repairToolCalls(request.messages)),
     stream: true,
   }
   if (system) params.system = system
-  if (request.thinkingBudget > 0) params.thinking = { type: "enabled", budget_tokens: request.thinkingBudget }
+  if (thinking) params.thinking = { type: "enabled", budget_tokens: thinking }
   else if (temperature !== undefined) params.temperature = Math.min(temperature, 1)
   if (request.tools.length)
     params.tools = request.tools.map((tool) => ({
@@ -58,6 +59,19 @@ export function toAnthropic(request: ChatRequest, config: Config): AnthropicPara
       input_schema: { type: "object", ...tool.parameters } as Anthropic.Tool.InputSchema,
     }))
   return params
+}
+
+/**
+ * With thinking on, Anthropic rejects a tool-use continuation whose assistant turn does not start
+ * with its signed thinking block. Legacy clients never send thinking back, so such a turn is
+ * answered without thinking rather than not at all.
+ */
+function continuesUnsignedToolCall(messages: ChatMessage[]): boolean {
+  let i = messages.length - 1
+  while (i >= 0 && messages[i]?.role === "tool") i--
+  const last = messages[i]
+  if (i === messages.length - 1 || last?.role !== "assistant" || !last.toolCalls.length) return false
+  return !last.reasoning.some((r) => r.signature || r.redacted)
 }
 
 type AnthropicBlock = Anthropic.ContentBlockParam
