@@ -99,12 +99,6 @@ describe("bad input gets a 4xx JSON error naming what is wrong, and no provider 
       "data.provider",
     ],
     [
-      "a model not allowed",
-      () => post(sidechat.url, { ...user("x"), data: { model: "claude-3-opus-but-secret" } }).then((r) => r),
-      200,
-      "",
-    ],
-    [
       "a model outside ALLOWED_MODELS",
       () => post(sidechat.url, { ...user("x"), data: { provider: "openai", model: "gpt-3.5-turbo" } }),
       400,
@@ -141,7 +135,7 @@ describe("bad input gets a 4xx JSON error naming what is wrong, and no provider 
     ["GET /chat", () => fetch(`${sidechat.url}/chat`), 405, "method_not_allowed"],
     ["an unknown path", () => fetch(`${sidechat.url}/v1/chat`), 404, "not_found"],
   ]
-  for (const [name, send, status, code, path] of cases.filter((c) => c[2] !== 200)) {
+  for (const [name, send, status, code, path] of cases) {
     test(name, async () => {
       const before = fake.seen.length
       const response = await send()
