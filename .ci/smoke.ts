@@ -1,34 +1,75 @@
-// Smoke test for the compiled binary: starts it with no key, checks /health and one mock chat.
+// Smoke test for the compiled binary: with no key it serves /health and a mock chat; in front of a
+// fake provider on 127.0.0.1 it holds 1,000 simultaneous streams.
+import { upstreamFetch } from "../http-client"
+
 const binary = process.argv[2] ?? "./dist/sidechat"
-const port = 20000 + Math.floor(Math.random() * 20000)
-const child = Bun.spawn([binary], {
-  env: { PATH: process.env.PATH ?? "", PORT: String(port), HOST: "127.0.0.1", MOCK_DELAY_MS: "1" },
-  stdout: "pipe",
-  stderr: "inherit",
-})
+const children: Bun.Subprocess[] = []
 const fail = (message: string): never => {
-  child.kill()
+  for (const child of children) child.kill()
   console.error(`smoke: FAIL: ${message}`)
   process.exit(1)
 }
-try {
+
+async function start(env: Record<string, string>): Promise<string> {
+  const port = 20000 + Math.floor(Math.random() * 20000)
+  children.push(
+    Bun.spawn([binary], {
+      env: { PATH: process.env.PATH ?? "", PORT: String(port), HOST: "127.0.0.1", ...env },
+      stdout: "ignore",
+      stderr: "inherit",
+    }),
+  )
   const base = `http://127.0.0.1:${port}`
-  let health: Response | undefined
-  for (let i = 0; i < 100 && !health; i++) {
-    health = await fetch(`${base}/health`).catch(() => undefined)
-    if (!health) await Bun.sleep(50)
+  for (let i = 0; i < 100; i++) {
+    const health = await fetch(`${base}/health`).catch(() => undefined)
+    if (health?.status === 200) return base
+    await Bun.sleep(50)
   }
-  if (health?.status !== 200) fail(`/health answered ${health?.status}`)
-  const status = (await health?.json()) as { providers: Record<string, string> }
-  if (status.providers.anthropic !== "mock") fail(`expected the mock provider, got ${JSON.stringify(status)}`)
-  const chat = await fetch(`${base}/chat`, {
+  return fail("the binary did not answer /health")
+}
+
+const chat = (base: string, content: string, signal?: AbortSignal) =>
+  upstreamFetch(`${base}/chat`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ messages: [{ role: "user", content: "hello binary" }] }),
+    body: JSON.stringify({ messages: [{ role: "user", content }] }),
+    signal,
   })
-  const body = await chat.text()
+
+try {
+  const mock = await start({ MOCK_DELAY_MS: "1" })
+  const status = (await (await fetch(`${mock}/health`)).json()) as { providers: Record<string, string> }
+  if (status.providers.anthropic !== "mock") fail(`expected the mock provider, got ${JSON.stringify(status)}`)
+  const body = await (await chat(mock, "hello binary")).text()
   if (!body.includes("hello binary") || !body.endsWith("data: [DONE]\n\n")) fail(`unexpected chat stream:\n${body}`)
-  console.log(`smoke: ok (${binary}: /health and a mock chat of ${body.length} bytes)`)
+
+  let reached = 0
+  const head = `event: message_start\ndata: ${JSON.stringify({ type: "message_start", message: { id: "m", type: "message", role: "assistant", model: "smoke", content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } } })}\n\n`
+  const provider = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 0,
+    fetch() {
+      reached++
+      return new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode(head)) }), {
+        headers: { "content-type": "text/event-stream" },
+      })
+    },
+  })
+  const live = await start({
+    ANTHROPIC_API_KEY: "sk-ant-smoke-000000000000000000",
+    ANTHROPIC_BASE_URL: `http://127.0.0.1:${provider.port}`,
+    PROVIDER_MAX_RETRIES: "0",
+  })
+  const controller = new AbortController()
+  const streams = Array.from({ length: 1000 }, () => chat(live, "many", controller.signal).catch(() => undefined))
+  const deadline = Date.now() + 20_000
+  while (reached < 1000 && Date.now() < deadline) await Bun.sleep(50)
+  controller.abort()
+  await Promise.all(streams)
+  provider.stop(true)
+  if (reached < 1000) fail(`only ${reached} of 1000 simultaneous streams reached the provider`)
+  console.log(`smoke: ok (${binary}: /health, a mock chat of ${body.length} bytes, 1000 simultaneous streams)`)
 } finally {
-  child.kill()
+  for (const child of children) child.kill()
 }
