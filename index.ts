@@ -3,7 +3,7 @@ import pkg from "./package.json"
 import { type Config, maskKey, matchesAny, parseConfig } from "./config"
 import { classifyError } from "./errors"
 import { type Ctx, type ErrorCode, liveCtx, type Part } from "./parts"
-import { createProviders, type Providers } from "./providers"
+import { createProviders, type Providers, providerLabel } from "./providers"
 import { detectGeneration, type HttpError, parseChatBody } from "./request"
 import { checkToolList, type ToolDecl } from "./schema"
 import { streamResponse } from "./sse"
@@ -70,17 +70,22 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
 
   async function chat(request: Request, url: URL, server?: Server): Promise<Response> {
     const begun = performance.now()
+    const refuse = (error: HttpError, label = "") => {
+      log(`POST /chat ${error.status} ${label}${error.code} ${Math.round(performance.now() - begun)}ms`)
+      return httpError(error)
+    }
     const body = await readJson(request, config.maxBodyBytes)
-    if (!body.ok) return httpError(body.error)
+    if (!body.ok) return refuse(body.error)
     const transport = chooseTransport(url, request)
-    if (!transport.ok) return httpError(transport.error)
+    if (!transport.ok) return refuse(transport.error)
 
     const generation = detectGeneration(body.value as Record<string, unknown>, request.headers, url.searchParams.get("wire"))
-    if (!generation.ok) return httpError(generation.error)
+    if (!generation.ok) return refuse(generation.error)
     const parsed = parseChatBody(generation.value, body.value, config, serverTools)
-    if (!parsed.ok) return httpError(parsed.error)
+    if (!parsed.ok) return refuse(parsed.error, `${generation.value} `)
     const chatRequest = parsed.value
     const label = `${chatRequest.generation} ${chatRequest.provider}/${chatRequest.model}`
+    const provider = providerLabel(chatRequest.provider)
 
     // Thinking and slow first tokens can be quiet for longer than Bun's 10 s idle timer.
     server?.timeout(request, 0)
@@ -89,11 +94,10 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
     const opening = providers.open(chatRequest, request.signal)
     const early = await settledWithin(opening, config.heartbeatMs)
     if (early?.ok === false) {
-      const failure = classifyError(early.error, chatRequest.provider)
-      log(`POST /chat ${failure.status} ${label} ${failure.code} ${Math.round(performance.now() - begun)}ms`)
-      return httpError({ ...failure, ...(failure.retryAfter && { headers: { "retry-after": failure.retryAfter } }) })
+      const failure = classifyError(early.error, provider)
+      return refuse({ ...failure, ...(failure.retryAfter && { headers: { "retry-after": failure.retryAfter } }) }, `${label} `)
     }
-    const parts = early ? early.value : late(opening, chatRequest.provider)
+    const parts = early ? early.value : late(opening, provider)
 
     const wire = wireFor(chatRequest.generation, transport.value)
     const events = wire.encode(parts, ctx(), chatRequest)

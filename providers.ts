@@ -42,12 +42,17 @@ export function createProviders(config: Config, fetch: Fetch = upstreamFetch): P
       const mode = modes[request.provider] === "live" ? "live" : "mock"
       if (request.provider === "openai") {
         const stream = await openai[mode].chat.completions.create(toOpenAI(request, config), { signal })
-        return guard(fromOpenAI(stream), "OpenAI")
+        return guard(fromOpenAI(stream), providerLabel("openai"))
       }
       const stream = await anthropic[mode].messages.create(toAnthropic(request, config), { signal })
-      return guard(fromAnthropic(stream), request.provider === "mock" ? "mock" : "Anthropic")
+      return guard(fromAnthropic(stream), providerLabel(request.provider))
     },
   }
+}
+
+/** How a provider is named in messages to clients. */
+export function providerLabel(provider: ProviderName): string {
+  return { anthropic: "Anthropic", openai: "OpenAI", mock: "mock" }[provider]
 }
 
 /** After headers are sent, any throw becomes one final error part; nothing follows it. */

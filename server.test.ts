@@ -156,6 +156,8 @@ describe("bad input gets a 4xx JSON error naming what is wrong, and no provider 
     const response = await post(sidechat.url, user("still there?"))
     expect(response.status).toBe(200)
     expect(dataOf(await response.text()).at(-1)).toBe("[DONE]")
+    expect(sidechat.log.some((line) => /^POST \/chat 400 legacy invalid_request \d+ms$/.test(line))).toBe(true)
+    expect(sidechat.log.some((line) => /^POST \/chat 413 payload_too_large/.test(line))).toBe(true)
   })
 })
 
