@@ -4,7 +4,7 @@ import { toolDefinition } from "@tanstack/ai"
 import { ChatClient, fetchHttpStream, fetchServerSentEvents } from "@tanstack/ai-client"
 import { z } from "zod"
 import { type FakeProvider, startFakeProvider, transcript } from "./fixtures/fake-provider"
-import { type Sidechat, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
+import { type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
 
 let fake: FakeProvider
 let sidechat: Sidechat
@@ -38,12 +38,6 @@ const tool = (name: string, run: () => unknown, ran: string[]) =>
     ran.push(name)
     return run()
   })
-
-async function settle(until: () => boolean) {
-  const deadline = Date.now() + 5000
-  while (!until() && Date.now() < deadline) await Bun.sleep(20)
-  await Bun.sleep(50)
-}
 
 type AnthropicBody = { messages: { role: string; content: { type: string; [key: string]: unknown }[] }[]; tools?: { name: string }[] }
 

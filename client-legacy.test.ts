@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { ChatClient, fetchServerSentEvents } from "@tanstack/ai-client-legacy"
 import { type FakeProvider, startFakeProvider, transcript } from "./fixtures/fake-provider"
-import { type Sidechat, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
+import { type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
 
 let fake: FakeProvider
 let sidechat: Sidechat
@@ -37,12 +37,6 @@ const slowTool = (name: string, output: unknown, ran: string[]) => ({
   },
 })
 
-async function settle(client: ChatClient, until: () => boolean) {
-  const deadline = Date.now() + 5000
-  while (!until() && Date.now() < deadline) await Bun.sleep(20)
-  while (client.getIsLoading() && Date.now() < deadline) await Bun.sleep(20)
-}
-
 describe("@tanstack/ai-client 0.0.3", () => {
   for (const provider of ["anthropic", "openai"]) {
     test(`${provider}: a text turn renders exactly`, async () => {
@@ -76,7 +70,7 @@ describe("@tanstack/ai-client 0.0.3", () => {
     })
     const before = fake.seen.length
     await client.sendMessage("Where and when am I?")
-    await settle(client, () => fake.seen.length - before >= 2)
+    await settle(() => fake.seen.length - before >= 2 && !client.getIsLoading())
     expect(ran.sort()).toEqual(["getLocation", "getTime"])
     expect(fake.seen.length - before).toBe(2)
     const first = fake.seen[before]?.body as { tools: { name: string }[] }
@@ -102,7 +96,7 @@ describe("@tanstack/ai-client 0.0.3", () => {
       tools: [slowTool("getWeather", { tempC: 21 }, ran)],
     })
     await client.sendMessage("What does getWeather say?")
-    await settle(client, () => assistantText(client).includes("The tools answered"))
+    await settle(() => assistantText(client).includes("The tools answered") && !client.getIsLoading())
     expect(ran).toEqual(["getWeather"])
     expect(assistantText(client)).toContain('The tools answered: {"tempC":21}')
   })

@@ -91,7 +91,3 @@ function safeMessage(code: ErrorCode, provider: string, detail: string | undefin
 export function scrubSecrets(text: string): string {
   return text.replace(/\b(sk-[A-Za-z0-9_*-]{6,}|[A-Za-z0-9_-]{32,})/g, "[redacted]")
 }
-
-export function statusOf(code: ErrorCode): number {
-  return STATUS_OF[code]
-}

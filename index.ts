@@ -3,8 +3,8 @@ import pkg from "./package.json"
 import { type Config, maskKey, matchesAny, parseConfig } from "./config"
 import { classifyError } from "./errors"
 import { type Ctx, type ErrorCode, liveCtx, type Part } from "./parts"
-import { createProviders, type Providers, providerLabel } from "./providers"
-import { detectGeneration, type HttpError, parseChatBody } from "./request"
+import { createProviders, guard, type Providers, providerLabel } from "./providers"
+import { detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
 import { checkToolList, type ToolDecl } from "./schema"
 import { streamResponse } from "./sse"
 import { type Transport, wireFor } from "./wire"
@@ -79,7 +79,7 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
     const transport = chooseTransport(url, request)
     if (!transport.ok) return refuse(transport.error)
 
-    const generation = detectGeneration(body.value as Record<string, unknown>, request.headers, url.searchParams.get("wire"))
+    const generation = detectGeneration(body.value as Record<string, unknown>, request.headers, url)
     if (!generation.ok) return refuse(generation.error)
     const parsed = parseChatBody(generation.value, body.value, config, serverTools)
     if (!parsed.ok) return refuse(parsed.error, `${generation.value} `)
@@ -97,11 +97,13 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
       const failure = classifyError(early.error, provider)
       return refuse({ ...failure, ...(failure.retryAfter && { headers: { "retry-after": failure.retryAfter } }) }, `${label} `)
     }
-    const parts = early ? early.value : late(opening, provider)
+    const parts = early ? early.value : guard(afterOpening(opening), provider)
 
     const wire = wireFor(chatRequest.generation, transport.value)
     const events = wire.encode(parts, ctx(), chatRequest)
-    return streamResponse(frames(events, wire.frame, wire.trailer), {
+    return streamResponse(events, {
+      frame: wire.frame,
+      trailer: wire.trailer,
       headers: { "content-type": wire.contentType, "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
       heartbeat: wire.heartbeat,
       heartbeatMs: config.heartbeatMs,
@@ -129,39 +131,17 @@ async function settledWithin<V>(promise: Promise<V>, ms: number): Promise<Settle
   }
 }
 
-/** Parts of a provider stream that is still opening; a refusal now is an in-band error. */
-async function* late(opening: Promise<AsyncIterable<Part>>, provider: string): AsyncGenerator<Part> {
-  let parts: AsyncIterable<Part>
-  try {
-    parts = await opening
-  } catch (error) {
-    const { code, message } = classifyError(error, provider)
-    yield { type: "error", code, message }
-    return
-  }
-  yield* parts
-}
-
-async function* frames(events: AsyncIterable<unknown>, frame: (event: unknown) => string, trailer: string): AsyncGenerator<string> {
-  for await (const event of events) yield frame(event)
-  if (trailer) yield trailer
+/** The parts of a provider stream that is still opening; `guard` turns a late refusal into an error part. */
+async function* afterOpening(opening: Promise<AsyncIterable<Part>>): AsyncGenerator<Part> {
+  yield* await opening
 }
 
 type Result<V> = { ok: true; value: V } | { ok: false; error: HttpError }
 
 function chooseTransport(url: URL, request: Request): Result<Transport> {
-  const asked = url.searchParams.get("transport")
-  if (asked === null) return { ok: true, value: request.headers.get("accept")?.includes("application/x-ndjson") ? "ndjson" : "sse" }
-  if (asked === "sse" || asked === "ndjson") return { ok: true, value: asked }
-  return {
-    ok: false,
-    error: {
-      status: 400,
-      code: "invalid_request",
-      message: `query parameter ?transport must be "sse" or "ndjson"; got "${asked}"`,
-      path: "?transport",
-    },
-  }
+  const asked = queryChoice(url, "transport", ["sse", "ndjson"] as const)
+  if (!asked.ok || asked.value) return asked as Result<Transport>
+  return { ok: true, value: request.headers.get("accept")?.includes("application/x-ndjson") ? "ndjson" : "sse" }
 }
 
 /** Reads at most `limit` bytes of JSON; each way a body can be wrong gets its own answer. */

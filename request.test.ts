@@ -23,17 +23,18 @@ function parse(body: unknown): ChatRequest {
 describe("which generation a body speaks", () => {
   const legacy = { messages: [{ role: "user", content: "hi" }] }
   test.each([
-    ["a legacy body", legacy, new Headers(), null, "legacy"],
-    ["threadId/runId", input([userRow]), new Headers(), null, "agui"],
-    ["message ids alone", { messages: [userRow] }, new Headers(), null, "agui"],
-    ["X-Run-Id alone", legacy, new Headers({ "x-run-id": "R" }), null, "agui"],
-    ["?wire=legacy overrides", input([userRow]), new Headers(), "legacy", "legacy"],
-  ])("%s", (_name, body, headers, override, expected) => {
-    expect(detectGeneration(body as Record<string, unknown>, headers, override)).toEqual({ ok: true, value: expected as "agui" })
+    ["a legacy body", legacy, new Headers(), "", "legacy"],
+    ["threadId/runId", input([userRow]), new Headers(), "", "agui"],
+    ["message ids alone", { messages: [userRow] }, new Headers(), "", "agui"],
+    ["X-Run-Id alone", legacy, new Headers({ "x-run-id": "R" }), "", "agui"],
+    ["?wire=legacy overrides", input([userRow]), new Headers(), "?wire=legacy", "legacy"],
+  ])("%s", (_name, body, headers, query, expected) => {
+    const url = new URL(`http://sidechat/chat${query}`)
+    expect(detectGeneration(body as Record<string, unknown>, headers, url)).toEqual({ ok: true, value: expected as "agui" })
   })
 
   test("an unknown ?wire value is an error naming the parameter", () => {
-    const result = detectGeneration({}, new Headers(), "v2")
+    const result = detectGeneration({}, new Headers(), new URL("http://sidechat/chat?wire=v2"))
     expect(result.ok).toBe(false)
     if (!result.ok) expect(result.error).toMatchObject({ status: 400, path: "?wire" })
   })

@@ -1,4 +1,4 @@
-// Framing and the streamed Response: frames in, bytes out, heartbeats while the source is quiet.
+// Framing and the streamed Response: events in, bytes out, heartbeats while the source is quiet.
 
 /** One event as one `data:` line (with the space legacy clients require) and a blank line, LF only. */
 export const sseFrame = (event: unknown) => `data: ${JSON.stringify(event)}\n\n`
@@ -8,6 +8,10 @@ export const ndjsonFrame = (event: unknown) => `${JSON.stringify(event)}\n`
 
 export type StreamOptions = {
   headers: Record<string, string>
+  /** Turns one event into its bytes on the wire. */
+  frame: (event: unknown) => string
+  /** Written after the last event when the source completes. */
+  trailer: string
   /** What to write when nothing else was written for `heartbeatMs`; chosen per wire generation. */
   heartbeat: string
   heartbeatMs: number
@@ -16,13 +20,13 @@ export type StreamOptions = {
 }
 
 /**
- * Streams frames as a Response. Frames produced in the same turn of the event loop (one network
+ * Streams events as a Response. Frames produced in the same turn of the event loop (one network
  * read from the provider usually yields many) are written as one chunk. Cancelling the body (a
  * client disconnect) returns the source iterator, so every generator's `finally` upstream runs.
  */
-export function streamResponse(frames: AsyncIterable<string>, options: StreamOptions): Response {
+export function streamResponse(events: AsyncIterable<unknown>, options: StreamOptions): Response {
   const encoder = new TextEncoder()
-  const iterator = frames[Symbol.asyncIterator]()
+  const iterator = events[Symbol.asyncIterator]()
   let controller: ReadableStreamDefaultController<Uint8Array>
   let buffer = ""
   let scheduled: ReturnType<typeof setImmediate> | undefined
@@ -65,8 +69,9 @@ export function streamResponse(frames: AsyncIterable<string>, options: StreamOpt
         if (closed) return
         const next = await iterator.next()
         if (next.done) break
-        write(next.value)
+        write(options.frame(next.value))
       }
+      buffer += options.trailer
       flush()
       if (finish("complete")) controller.close()
     } catch (error) {

@@ -3,7 +3,7 @@ import type { Config } from "../config"
 import type { ToolDecl } from "../schema"
 import { parseAguiRequest } from "./agui"
 import { parseLegacyRequest } from "./legacy"
-import type { ChatRequest, Generation, Parsed } from "./resolve"
+import { type ChatRequest, type Generation, type Parsed, queryChoice } from "./resolve"
 
 export * from "./resolve"
 export { parseAguiRequest, REDACTED_PREFIX } from "./agui"
@@ -13,19 +13,9 @@ export { parseLegacyRequest } from "./legacy"
  * Current clients send `threadId`/`runId`, ids on every message and `X-Run-Id`; legacy ones
  * send none of these (WIRE.md §0). `?wire=legacy|agui` overrides the guess.
  */
-export function detectGeneration(body: Record<string, unknown>, headers: Headers, override: string | null): Parsed<Generation> {
-  if (override !== null) {
-    if (override === "legacy" || override === "agui") return { ok: true, value: override }
-    return {
-      ok: false,
-      error: {
-        status: 400,
-        code: "invalid_request",
-        message: `query parameter ?wire must be "legacy" or "agui"; got "${override}"`,
-        path: "?wire",
-      },
-    }
-  }
+export function detectGeneration(body: Record<string, unknown>, headers: Headers, url: URL): Parsed<Generation> {
+  const override = queryChoice(url, "wire", ["legacy", "agui"] as const)
+  if (!override.ok || override.value) return override as Parsed<Generation>
   const messages = Array.isArray(body.messages) ? (body.messages as Record<string, unknown>[]) : []
   const current =
     typeof body.threadId === "string" ||

@@ -44,6 +44,14 @@ export const invalid = (error: Invalid): { ok: false; error: HttpError } => ({
   },
 })
 
+/** A query parameter that must be one of `allowed`; undefined when absent. */
+export function queryChoice<T extends string>(url: URL, name: string, allowed: readonly T[]): Parsed<T | undefined> {
+  const value = url.searchParams.get(name)
+  if (value === null || (allowed as readonly string[]).includes(value)) return { ok: true, value: (value ?? undefined) as T | undefined }
+  const options = allowed.map((option) => `"${option}"`).join(" or ")
+  return fail(400, "invalid_request", `query parameter ?${name} must be ${options}; got "${value}"`, `?${name}`)
+}
+
 export type Draft = {
   generation: Generation
   messages: ChatMessage[]

@@ -45,5 +45,3 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       }
   }
 }
-
-export { toAgui, toLegacy }
