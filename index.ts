@@ -1,9 +1,9 @@
 // sidechat's HTTP edge: Bun.serve answers /chat and /health; provider events → parts → wire events → SSE.
 import pkg from "./package.json"
 import { type Config, maskKey, matchesAny, parseConfig } from "./config"
-import { classifyError } from "./errors"
+import { classifyError } from "./upstream/errors"
 import { type Ctx, type ErrorCode, liveCtx, type Part } from "./parts"
-import { createProviders, guard, type Providers, providerLabel } from "./providers"
+import { createProviders, guard, type Providers, providerLabel } from "./upstream"
 import { detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
 import { checkToolList, type ToolDecl } from "./schema"
 import { streamResponse } from "./sse"

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { type FakeProvider, hangingStream, startFakeProvider, transcript } from "./fixtures/fake-provider"
 import { dataOf, post, type Sidechat, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
-import { upstreamFetch } from "./http-client"
+import { upstreamFetch } from "./upstream/transport"
 
 let fake: FakeProvider
 let sidechat: Sidechat

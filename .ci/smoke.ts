@@ -1,6 +1,6 @@
 // Smoke test for the compiled binary: with no key it serves /health and a mock chat; in front of a
 // fake provider on 127.0.0.1 it holds 1,000 simultaneous streams.
-import { upstreamFetch } from "../http-client"
+import { upstreamFetch } from "../upstream/transport"
 
 const binary = process.argv[2] ?? "./dist/sidechat"
 const children: Bun.Subprocess[] = []

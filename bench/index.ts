@@ -5,7 +5,7 @@ import { parseConfig } from "../config"
 import { fromAnthropic } from "../converter"
 import { createHandler } from "../index"
 import { liveCtx } from "../parts"
-import { createProviders } from "../providers"
+import { createProviders } from "../upstream"
 import { sseFrame } from "../sse"
 import { toAgui } from "../wire/agui"
 

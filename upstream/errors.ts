@@ -1,7 +1,7 @@
 // Provider failures, whatever their shape, become one stable code, an HTTP status and a safe message.
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
-import type { ErrorCode } from "./parts"
+import type { ErrorCode } from "../parts"
 
 export type Failure = { status: number; code: ErrorCode; message: string; retryAfter?: string }
 

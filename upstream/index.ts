@@ -2,14 +2,14 @@
 // before the first byte surface as HTTP errors, then handed to the matching converter.
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
-import { type Config, PROVIDERS, type ProviderName, providerMode } from "./config"
-import { fromAnthropic, fromOpenAI } from "./converter"
+import { type Config, PROVIDERS, type ProviderName, providerMode } from "../config"
+import { fromAnthropic, fromOpenAI } from "../converter"
 import { classifyError } from "./errors"
-import { toAnthropic, toOpenAI } from "./formatters"
-import { upstreamFetch } from "./http-client"
+import { toAnthropic, toOpenAI } from "../formatters"
+import { upstreamFetch } from "./transport"
 import { mockFetch } from "./mock"
-import type { Part } from "./parts"
-import type { ChatRequest } from "./request"
+import type { Part } from "../parts"
+import type { ChatRequest } from "../request"
 
 export type Providers = {
   /** Resolves once the provider has accepted the request; rejects with the SDK's error otherwise. */
