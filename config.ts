@@ -32,6 +32,7 @@ export type Config = {
   heartbeatMs: number
   providerMaxRetries: number
   providerTimeoutMs: number
+  providerStallMs: number
 }
 
 export const MOCK_MODEL = "sidechat-mock"
@@ -143,6 +144,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     heartbeatMs: int("HEARTBEAT_MS", 5000, 100, 9000),
     providerMaxRetries: int("PROVIDER_MAX_RETRIES", 2, 0, 10),
     providerTimeoutMs: int("PROVIDER_TIMEOUT_MS", 600_000, 1000, 3_600_000),
+    providerStallMs: int("PROVIDER_STALL_MS", 300_000, 100, 3_600_000),
   }
   return problems.length ? { ok: false, problems } : { ok: true, value, warnings }
 }

@@ -1,9 +1,9 @@
 // sidechat's HTTP edge: Bun.serve answers /chat and /health; provider events → parts → wire events → SSE.
 import pkg from "./package.json"
 import { type Config, maskKey, matchesAny, parseConfig } from "./config"
-import { classifyError } from "./upstream/errors"
-import { type Ctx, type ErrorCode, liveCtx, type Part } from "./parts"
+import { type Ctx, type ErrorCode, type ErrorPart, liveCtx, type Part } from "./parts"
 import { createProviders, guard, type Providers, providerLabel } from "./upstream"
+import { classifyError } from "./upstream/errors"
 import { detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
 import { checkToolList, type ToolDecl } from "./schema"
 import { streamResponse } from "./sse"
@@ -14,17 +14,30 @@ export type Deps = {
   providers: Providers
   serverTools?: ToolDecl[]
   ctx?: () => Ctx
+  /** One line per request, at its end. */
   log?: (line: string) => void
+  /** A bug: something sidechat did not expect threw. Logged loudly, with its stack. */
+  report?: (what: string, error: unknown) => void
 }
 
 type Server = { timeout(request: Request, seconds: number): void }
 
 /** The whole server as one function, testable with plain Requests. */
 export function createHandler(deps: Deps): (request: Request, server?: Server) => Promise<Response> {
-  const { config, providers, serverTools = [], ctx = liveCtx, log = () => {} } = deps
+  const { config, providers, serverTools = [], ctx = liveCtx, log = () => {}, report = reportToConsole } = deps
   const started = Date.now()
+  let activeStreams = 0
 
   return async (request, server) => {
+    try {
+      return await route(request, server)
+    } catch (error) {
+      report(`${request.method} ${new URL(request.url).pathname} failed inside sidechat`, error)
+      return httpError({ status: 500, code: "internal_error", message: "sidechat failed while handling the request" })
+    }
+  }
+
+  async function route(request: Request, server?: Server): Promise<Response> {
     const url = new URL(request.url)
     const origin = request.headers.get("origin")
     const cors = corsHeaders(config, origin)
@@ -57,6 +70,7 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
           providers: providers.modes,
           defaultProvider: config.defaultProvider,
           uptimeSeconds: Math.round((Date.now() - started) / 1000),
+          activeStreams,
         }),
       )
     }
@@ -70,9 +84,16 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
 
   async function chat(request: Request, url: URL, server?: Server): Promise<Response> {
     const begun = performance.now()
+    const elapsed = () => `${Math.round(performance.now() - begun)}ms`
     const refuse = (error: HttpError, label = "") => {
-      log(`POST /chat ${error.status} ${label}${error.code} ${Math.round(performance.now() - begun)}ms`)
+      // A client that left has nobody to refuse; whatever failed after it left is its departure.
+      if (request.signal.aborted) return cancelled(label)
+      log(`POST /chat ${error.status} ${label}${error.code} ${elapsed()}`)
       return httpError(error)
+    }
+    const cancelled = (label: string) => {
+      log(`POST /chat 499 ${label}cancelled ${elapsed()}`)
+      return new Response(null, { status: 499 })
     }
     const body = await readJson(request, config.maxBodyBytes)
     if (!body.ok) return refuse(body.error)
@@ -84,7 +105,7 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
     const parsed = parseChatBody(generation.value, body.value, config, serverTools)
     if (!parsed.ok) return refuse(parsed.error, `${generation.value} `)
     const chatRequest = parsed.value
-    const label = `${chatRequest.generation} ${chatRequest.provider}/${chatRequest.model}`
+    const label = `${chatRequest.generation} ${chatRequest.provider}/${chatRequest.model} `
     const provider = providerLabel(chatRequest.provider)
 
     // Thinking and slow first tokens can be quiet for longer than Bun's 10 s idle timer.
@@ -93,21 +114,38 @@ export function createHandler(deps: Deps): (request: Request, server?: Server) =
     // interval at most; a slower provider gets a started stream, heartbeats and in-band errors.
     const opening = providers.open(chatRequest, request.signal)
     const early = await settledWithin(opening, config.heartbeatMs)
+    // The request's signal aborted the provider call too, so nothing is left open behind this.
+    if (request.signal.aborted) return cancelled(label)
     if (early?.ok === false) {
       const failure = classifyError(early.error, provider)
-      return refuse({ ...failure, ...(failure.retryAfter && { headers: { "retry-after": failure.retryAfter } }) }, `${label} `)
+      return refuse({ ...failure, ...(failure.retryAfter && { headers: { "retry-after": failure.retryAfter } }) }, label)
     }
-    const parts = early ? early.value : guard(afterOpening(opening), provider)
+    let error: ErrorPart | undefined
+    const parts = guard(early ? early.value : afterOpening(opening), provider, (part, thrown) => {
+      error = part
+      if (part.code === "internal_error" && !request.signal.aborted) report(`stream ${label}failed inside sidechat`, thrown)
+    })
 
     const wire = wireFor(chatRequest.generation, transport.value)
-    const events = wire.encode(parts, ctx(), chatRequest)
-    return streamResponse(events, {
+    const context = ctx()
+    activeStreams++
+    return streamResponse(wire.encode(parts, context, chatRequest), {
       frame: wire.frame,
       trailer: wire.trailer,
+      fail: (thrown) => {
+        report(`stream ${label}failed inside sidechat`, thrown)
+        error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
+        return wire.frame(wire.failure(error, context, chatRequest)) + wire.trailer
+      },
       headers: { "content-type": wire.contentType, "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
       heartbeat: wire.heartbeat,
       heartbeatMs: config.heartbeatMs,
-      onClose: (outcome) => log(`POST /chat 200 ${label} ${outcome} ${Math.round(performance.now() - begun)}ms`),
+      signal: request.signal,
+      onClose: (end) => {
+        activeStreams--
+        const outcome = end === "cancelled" ? "cancelled" : error ? `error ${error.code}` : "complete"
+        log(`POST /chat 200 ${label}${outcome} ${elapsed()}`)
+      },
     })
   }
 }
@@ -129,6 +167,10 @@ async function settledWithin<V>(promise: Promise<V>, ms: number): Promise<Settle
   } finally {
     clearTimeout(timer)
   }
+}
+
+function reportToConsole(what: string, error: unknown): void {
+  console.error(`sidechat: BUG: ${what}:`, error)
 }
 
 /** The parts of a provider stream that is still opening; `guard` turns a late refusal into an error part. */
@@ -163,11 +205,16 @@ async function readJson(request: Request, limit: number): Promise<Result<unknown
   if (Number(request.headers.get("content-length") ?? 0) > limit) return tooLarge
   const chunks: Uint8Array[] = []
   let size = 0
-  if (request.body) {
-    for await (const chunk of request.body) {
+  try {
+    for await (const chunk of request.body ?? []) {
       size += chunk.byteLength
       if (size > limit) return tooLarge
       chunks.push(chunk)
+    }
+  } catch (error) {
+    return {
+      ok: false,
+      error: { status: 400, code: "invalid_request", message: `the request body could not be read: ${(error as Error).message}` },
     }
   }
   const text = new TextDecoder().decode(Buffer.concat(chunks))
@@ -231,6 +278,10 @@ async function main() {
     process.exit(1)
   }
   for (const warning of parsed.warnings) console.warn(`sidechat: warning: ${warning}`)
+  // Containment: a throw that escapes one stream's machinery is a bug to see, not a reason to end
+  // every other stream; the process logs it loudly and carries on.
+  process.on("uncaughtException", (error) => reportToConsole("uncaught exception (sidechat carries on)", error))
+  process.on("unhandledRejection", (reason) => reportToConsole("unhandled rejection (sidechat carries on)", reason))
   const providers = createProviders(config)
   const handler = createHandler({ config, providers, serverTools: tools.value, log: (line) => console.log(line) })
   const server = Bun.serve({
@@ -238,6 +289,10 @@ async function main() {
     hostname: config.host,
     maxRequestBodySize: config.maxBodyBytes + 1024 * 1024,
     fetch: (request, srv) => handler(request, srv),
+    error(error) {
+      reportToConsole("Bun.serve caught an error", error)
+      return httpError({ status: 500, code: "internal_error", message: "sidechat failed while handling the request" })
+    },
   })
   const keyOf = (key?: string) => (key ? ` (key ${maskKey(key)})` : "")
   console.log(`sidechat ${pkg.version} listening on http://${server.hostname}:${server.port}`)

@@ -30,6 +30,7 @@ export type ErrorCode =
   | "provider_error"
   | "provider_unreachable"
   | "provider_timeout"
+  | "provider_stalled"
   | "stream_interrupted"
   | "internal_error"
 
@@ -47,7 +48,9 @@ export type Part =
   | { type: "tool-args"; id: string; delta: string }
   | { type: "tool-end"; id: string; name: string; input: unknown }
   | { type: "finish"; reason: FinishReason; usage: Usage }
-  | { type: "error"; code: ErrorCode; message: string }
+  | ErrorPart
+
+export type ErrorPart = { type: "error"; code: ErrorCode; message: string }
 
 /** Ids and clocks are injected so that encoded output is byte-stable in tests. */
 export type Ctx = { newId: (prefix: string) => string; now: () => number }

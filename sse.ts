@@ -6,23 +6,30 @@ export const sseFrame = (event: unknown) => `data: ${JSON.stringify(event)}\n\n`
 /** One event per line for `fetchHttpStream`. */
 export const ndjsonFrame = (event: unknown) => `${JSON.stringify(event)}\n`
 
+export type StreamEnd = "complete" | "cancelled" | "failed"
+
 export type StreamOptions = {
   headers: Record<string, string>
   /** Turns one event into its bytes on the wire. */
   frame: (event: unknown) => string
   /** Written after the last event when the source completes. */
   trailer: string
+  /** The final bytes when the source throws: the generation's error event (and trailer). */
+  fail: (error: unknown) => string
   /** What to write when nothing else was written for `heartbeatMs`; chosen per wire generation. */
   heartbeat: string
   heartbeatMs: number
-  /** Runs once when the stream ends, however it ends. */
-  onClose?: (outcome: "complete" | "cancelled" | "failed") => void
+  /** The client's request signal: its abort ends the stream even if the body is never cancelled. */
+  signal?: AbortSignal
+  /** Runs once when the stream ends, however it ends; `error` is what the source threw. */
+  onClose?: (end: StreamEnd, error?: unknown) => void
 }
 
 /**
  * Streams events as a Response. Frames produced in the same turn of the event loop (one network
- * read from the provider usually yields many) are written as one chunk. Cancelling the body (a
- * client disconnect) returns the source iterator, so every generator's `finally` upstream runs.
+ * read from the provider usually yields many) are written as one chunk. A client's departure (the
+ * body cancelled or the request aborted) returns the source iterator, so every generator's
+ * `finally` upstream runs. A throw from the source ends the stream with `fail`'s bytes, never a cut.
  */
 export function streamResponse(events: AsyncIterable<unknown>, options: StreamOptions): Response {
   const encoder = new TextEncoder()
@@ -35,14 +42,20 @@ export function streamResponse(events: AsyncIterable<unknown>, options: StreamOp
   let wake: (() => void) | undefined
   let closed = false
 
-  const finish = (outcome: "complete" | "cancelled" | "failed") => {
+  const finish = (end: StreamEnd, error?: unknown) => {
     if (closed) return false
     closed = true
     clearInterval(timer)
     clearImmediate(scheduled)
+    options.signal?.removeEventListener("abort", leave)
     wake?.()
-    options.onClose?.(outcome)
+    options.onClose?.(end, error)
     return true
+  }
+  /** The client left: stop writing and let the source clean up behind it. */
+  function leave() {
+    if (!finish("cancelled")) return
+    iterator.return?.().catch(() => {})
   }
   const flush = () => {
     scheduled = undefined
@@ -53,12 +66,21 @@ export function streamResponse(events: AsyncIterable<unknown>, options: StreamOp
     try {
       controller.enqueue(chunk)
     } catch {
-      finish("cancelled")
+      leave()
     }
   }
   const write = (text: string) => {
     buffer += text
     scheduled ??= setImmediate(flush)
+  }
+  const close = (end: StreamEnd, error?: unknown) => {
+    flush()
+    if (!finish(end, error)) return
+    try {
+      controller.close()
+    } catch {
+      // Already cancelled by the reader; nothing left to close.
+    }
   }
 
   const pump = async () => {
@@ -68,21 +90,24 @@ export function streamResponse(events: AsyncIterable<unknown>, options: StreamOp
         if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (wake = resolve))
         if (closed) return
         const next = await iterator.next()
+        if (closed) return
         if (next.done) break
         write(options.frame(next.value))
       }
       buffer += options.trailer
-      flush()
-      if (finish("complete")) controller.close()
+      close("complete")
     } catch (error) {
-      flush()
-      if (finish("failed")) controller.error(error)
+      if (closed) return
+      buffer += safely(() => options.fail(error))
+      close("failed", error)
     }
   }
 
   const body = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c
+      if (options.signal?.aborted) return leave()
+      options.signal?.addEventListener("abort", leave, { once: true })
       timer = setInterval(() => {
         if (!buffer && performance.now() - lastWrite >= options.heartbeatMs) write(options.heartbeat)
       }, options.heartbeatMs / 2)
@@ -92,10 +117,17 @@ export function streamResponse(events: AsyncIterable<unknown>, options: StreamOp
       wake?.()
       wake = undefined
     },
-    async cancel() {
-      finish("cancelled")
-      await iterator.return?.()
+    cancel() {
+      leave()
     },
   })
   return new Response(body, { headers: options.headers })
+}
+
+function safely(render: () => string): string {
+  try {
+    return render()
+  } catch {
+    return ""
+  }
 }

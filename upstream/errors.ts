@@ -2,6 +2,7 @@
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
 import type { ErrorCode } from "../parts"
+import { UpstreamClosedError, UpstreamStalledError } from "./transport"
 
 export type Failure = { status: number; code: ErrorCode; message: string; retryAfter?: string }
 
@@ -36,6 +37,7 @@ const STATUS_OF: Record<ErrorCode, number> = {
   provider_error: 502,
   provider_unreachable: 502,
   provider_timeout: 504,
+  provider_stalled: 504,
   stream_interrupted: 502,
   internal_error: 500,
 }
@@ -53,6 +55,11 @@ function codeForStatus(status: number): ErrorCode {
 
 /** Classifies anything a provider call can throw; `provider` names it in messages. */
 export function classifyError(error: unknown, provider: string): Failure {
+  if (error instanceof UpstreamStalledError) return failure("provider_stalled", `${provider} sent nothing for ${error.ms / 1000} s`)
+  if (error instanceof UpstreamClosedError)
+    return failure("stream_interrupted", `${provider} closed the connection before the response was complete`)
+  // The SDKs throw the JSON parser's error for an event they cannot read.
+  if (error instanceof SyntaxError) return failure("provider_error", `${provider} sent an event stream sidechat could not read`)
   if (error instanceof Anthropic.APIConnectionTimeoutError || error instanceof OpenAI.APIConnectionTimeoutError)
     return failure("provider_timeout", `${provider} did not answer in time`)
   if (error instanceof Anthropic.APIConnectionError || error instanceof OpenAI.APIConnectionError)

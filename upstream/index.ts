@@ -6,23 +6,25 @@ import { type Config, PROVIDERS, type ProviderName, providerMode } from "../conf
 import { fromAnthropic, fromOpenAI } from "../converter"
 import { classifyError } from "./errors"
 import { toAnthropic, toOpenAI } from "../formatters"
-import { upstreamFetch } from "./transport"
+import { createTransport, type Fetch } from "./transport"
 import { mockFetch } from "./mock"
-import type { Part } from "../parts"
+import type { ErrorPart, Part } from "../parts"
 import type { ChatRequest } from "../request"
 
 export type Providers = {
-  /** Resolves once the provider has accepted the request; rejects with the SDK's error otherwise. */
+  /**
+   * Resolves once the provider has accepted the request; rejects with the SDK's error otherwise.
+   * The parts may throw mid-stream: wrap them in `guard` before they reach a client.
+   */
   open(request: ChatRequest, signal: AbortSignal): Promise<AsyncIterable<Part>>
   modes: Record<ProviderName, "live" | "mock" | "off">
 }
 
-type Fetch = typeof upstreamFetch
-
-export function createProviders(config: Config, fetch: Fetch = upstreamFetch): Providers {
+export function createProviders(config: Config, fetch: Fetch = createTransport({ stallMs: config.providerStallMs })): Providers {
   const modes = Object.fromEntries(PROVIDERS.map((name) => [name, providerMode(config, name)])) as Providers["modes"]
-  const common = { maxRetries: config.providerMaxRetries, timeout: config.providerTimeoutMs, fetch }
-  const mocked = { apiKey: "mock", maxRetries: 0 }
+  // The SDKs would log an unreadable event's raw data, which can hold a completion; errors are ours to log.
+  const common = { maxRetries: config.providerMaxRetries, timeout: config.providerTimeoutMs, fetch, logLevel: "off" as const }
+  const mocked = { apiKey: "mock", maxRetries: 0, logLevel: "off" as const }
   const anthropic = {
     live: new Anthropic({
       ...common,
@@ -41,11 +43,9 @@ export function createProviders(config: Config, fetch: Fetch = upstreamFetch): P
     async open(request, signal) {
       const mode = modes[request.provider] === "live" ? "live" : "mock"
       if (request.provider === "openai") {
-        const stream = await openai[mode].chat.completions.create(toOpenAI(request, config), { signal })
-        return guard(fromOpenAI(stream), providerLabel("openai"))
+        return fromOpenAI(await openai[mode].chat.completions.create(toOpenAI(request, config), { signal }))
       }
-      const stream = await anthropic[mode].messages.create(toAnthropic(request, config), { signal })
-      return guard(fromAnthropic(stream), providerLabel(request.provider))
+      return fromAnthropic(await anthropic[mode].messages.create(toAnthropic(request, config), { signal }))
     },
   }
 }
@@ -55,12 +55,24 @@ export function providerLabel(provider: ProviderName): string {
   return { anthropic: "Anthropic", openai: "OpenAI", mock: "mock" }[provider]
 }
 
-/** After headers are sent, any throw becomes one final error part; nothing follows it. */
-export async function* guard(parts: AsyncIterable<Part>, provider: string): AsyncGenerator<Part> {
+/**
+ * After headers are sent, any throw becomes one final error part; nothing follows it.
+ * `onError` sees every error part, thrown or yielded, so the request's log can say how it ended.
+ */
+export async function* guard(
+  parts: AsyncIterable<Part>,
+  provider: string,
+  onError?: (part: ErrorPart, thrown?: unknown) => void,
+): AsyncGenerator<Part> {
   try {
-    yield* parts
+    for await (const part of parts) {
+      if (part.type === "error") onError?.(part)
+      yield part
+    }
   } catch (error) {
     const { code, message } = classifyError(error, provider)
-    yield { type: "error", code, message }
+    const part: ErrorPart = { type: "error", code, message }
+    onError?.(part, error)
+    yield part
   }
 }

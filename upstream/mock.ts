@@ -240,14 +240,20 @@ export function mockFetch(flavour: "anthropic" | "openai", delayMs: number) {
     const signal = init.signal
     const encoder = new TextEncoder()
     let next = 0
+    // A reader's cancel can land while a paced pull sleeps; nothing may touch the controller after it.
+    let cancelled = false
     const stream = new ReadableStream<Uint8Array>({
       async pull(controller) {
         const event = events[next++]
         if (!event) return controller.close()
         if (event.paced && delayMs) await Bun.sleep(delayMs)
+        if (cancelled) return
         if (signal?.aborted) return controller.error(new DOMException("aborted", "AbortError"))
         const data = typeof event.data === "string" ? event.data : JSON.stringify(event.data)
         controller.enqueue(encoder.encode(`${event.event ? `event: ${event.event}\n` : ""}data: ${data}\n\n`))
+      },
+      cancel() {
+        cancelled = true
       },
     })
     return new Response(stream, { headers: { "content-type": "text/event-stream" } })

@@ -1,11 +1,11 @@
 // AG-UI wire (@tanstack/ai-client 0.33.x, WIRE.md §3): parts become spec-valid AG-UI events.
-import type { Ctx, Part, Usage } from "../parts"
+import type { Ctx, ErrorPart, Part, Usage } from "../parts"
 import { unreachable } from "../parts"
 import { REDACTED_PREFIX } from "../request"
 
 export type AguiEvent = { type: string } & Record<string, unknown>
 
-type Run = { threadId: string; runId: string; model: string }
+export type Run = { threadId: string; runId: string; model: string }
 
 /**
  * Encodes one run: RUN_STARTED first; text, tool calls and each reasoning block (inside its own
@@ -89,11 +89,21 @@ export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): A
         }
         return
       case "error":
-        yield { type: "RUN_ERROR", message: part.message, code: part.code, metadata: { tanstack: { threadId, runId } } }
+        yield aguiError(run, part)
         return
       default:
         unreachable(part)
     }
+  }
+}
+
+/** A run's last event when it fails; nothing may follow it. */
+export function aguiError(run: { threadId: string; runId: string }, error: ErrorPart): AguiEvent {
+  return {
+    type: "RUN_ERROR",
+    message: error.message,
+    code: error.code,
+    metadata: { tanstack: { threadId: run.threadId, runId: run.runId } },
   }
 }
 

@@ -1,14 +1,16 @@
 // Wire formats: how parts are encoded and framed for each client generation and transport.
-import type { Ctx, Part } from "../parts"
+import type { Ctx, ErrorPart, Part } from "../parts"
 import type { ChatRequest, Generation } from "../request"
 import { ndjsonFrame, sseFrame } from "../sse"
-import { toAgui } from "./agui"
-import { toLegacy } from "./legacy"
+import { aguiError, toAgui } from "./agui"
+import { legacyError, toLegacy } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
 
 export type Wire = {
   encode(parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest): AsyncIterable<unknown>
+  /** The one final event for a stream whose encoding broke off after it started. */
+  failure(error: ErrorPart, ctx: Ctx, request: ChatRequest): unknown
   frame(event: unknown): string
   /** Written after the last event of a stream. */
   trailer: string
@@ -18,8 +20,8 @@ export type Wire = {
 }
 
 const legacy = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) => toLegacy(parts, ctx, request.model)
-const agui = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) =>
-  toAgui(parts, ctx, { threadId: request.threadId ?? "", runId: request.runId ?? "", model: request.model })
+const runOf = (request: ChatRequest) => ({ threadId: request.threadId ?? "", runId: request.runId ?? "", model: request.model })
+const agui = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) => toAgui(parts, ctx, runOf(request))
 
 export function wireFor(generation: Generation, transport: Transport): Wire {
   const sse = transport === "sse"
@@ -28,6 +30,7 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       // Legacy clients warn on every comment line but drop blank lines silently (WIRE.md §2.2).
       return {
         encode: legacy,
+        failure: (error, ctx, request) => legacyError({ id: ctx.newId("chatcmpl"), model: request.model, timestamp: ctx.now() }, error),
         frame: sse ? sseFrame : ndjsonFrame,
         trailer: sse ? "data: [DONE]\n\n" : "",
         heartbeat: "\n",
@@ -38,6 +41,7 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       // `id:` here: the first stops reading, the second turns on resumability (WIRE.md §6.7-8).
       return {
         encode: agui,
+        failure: (error, _ctx, request) => aguiError(runOf(request), error),
         frame: sse ? sseFrame : ndjsonFrame,
         trailer: "",
         heartbeat: sse ? ": ping\n\n" : "\n",

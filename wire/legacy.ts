@@ -1,8 +1,8 @@
 // Legacy wire (@tanstack/ai-client 0.0.x, WIRE.md §2): parts become StreamChunks.
-import type { Ctx, Part } from "../parts"
+import type { Ctx, ErrorPart, Part } from "../parts"
 import { unreachable } from "../parts"
 
-type Meta = { id: string; model: string; timestamp: number }
+export type Meta = { id: string; model: string; timestamp: number }
 
 /** A legacy StreamChunk; `id`, `model` and `timestamp` are unread by the client but cheap to keep. */
 export type LegacyChunk = Meta & Record<string, unknown> & { type: string }
@@ -64,12 +64,17 @@ export async function* toLegacy(parts: AsyncIterable<Part>, ctx: Ctx, model: str
         break
       }
       case "error":
-        yield { type: "error", ...meta(), error: { message: part.message, code: part.code } }
+        yield legacyError(meta(), part)
         return
       default:
         unreachable(part)
     }
   }
+}
+
+/** The final chunk of a failed response; `[DONE]` still follows it. */
+export function legacyError(meta: Meta, error: ErrorPart): LegacyChunk {
+  return { type: "error", ...meta, error: { message: error.message, code: error.code } }
 }
 
 function toolCall(meta: Meta, index: number, id: string, name: string, args: string): LegacyChunk {

@@ -1,0 +1,200 @@
+// Churn soak: 64 clients in a closed loop against a real sidechat process, both generations and
+// both providers, each client reading to the end or hanging up at a random moment. Replay a run
+// with SOAK_SEED=<seed>; make it longer with SOAK_SECONDS (CI runs the bounded default).
+import { afterAll, beforeAll, expect, test } from "bun:test"
+import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
+import { answerText, type StreamingProvider, startStreamingProvider } from "./fixtures/streaming-provider"
+
+const SECONDS = Number(process.env.SOAK_SECONDS ?? 20)
+const SEED = Number(process.env.SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31))
+const CLIENTS = 64
+const LONG = 2000
+const SHORT = 20
+
+/** mulberry32: a small seeded generator, so a failing run can be replayed. */
+function seeded(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
+  }
+}
+
+type HangUp = "never" | "before-headers" | "first-byte" | "mid-stream"
+type Plan = { provider: "anthropic" | "openai"; generation: "legacy" | "agui"; ndjson: boolean; deltas: number; hangUp: HangUp; at: number }
+
+function plan(random: () => number): Plan {
+  const roll = random()
+  const hangUp: HangUp = roll < 0.4 ? "never" : roll < 0.55 ? "before-headers" : roll < 0.7 ? "first-byte" : "mid-stream"
+  const generation = random() < 0.5 ? "legacy" : "agui"
+  return {
+    provider: random() < 0.5 ? "anthropic" : "openai",
+    generation,
+    ndjson: generation === "agui" && random() < 0.25,
+    deltas: random() < 0.4 ? LONG : SHORT,
+    hangUp,
+    at: random(),
+  }
+}
+
+function body(p: Plan, n: number): string {
+  const content = `soak deltas:${p.deltas}`
+  if (p.generation === "legacy") return JSON.stringify({ messages: [{ role: "user", content }], data: { provider: p.provider } })
+  return JSON.stringify({
+    threadId: `thread-${n}`,
+    runId: `run-${n}`,
+    messages: [{ id: `u-${n}`, role: "user", content }],
+    tools: [],
+    context: [],
+    forwardedProps: { provider: p.provider },
+  })
+}
+
+/** What is wrong with a stream read to its end, or nothing. */
+function checkComplete(p: Plan, text: string): string | undefined {
+  const lines = text.split("\n").filter((line) => line.trim() && !line.startsWith(":"))
+  const events = lines.map((line) => (line.startsWith("data: ") ? line.slice(6) : line))
+  if (p.generation === "legacy") {
+    if (events.at(-1) !== "[DONE]") return "no [DONE] at the end"
+    const chunks = events.slice(0, -1).map((data) => JSON.parse(data) as { type: string; content?: string })
+    if (chunks.some((chunk) => chunk.type === "error")) return "an error chunk"
+    if (chunks.at(-1)?.type !== "done") return `last chunk is ${chunks.at(-1)?.type}, not done`
+    const content = chunks.findLast((chunk) => chunk.type === "content")?.content
+    return content === answerText(p.deltas) ? undefined : `text of ${content?.length} chars, expected ${answerText(p.deltas).length}`
+  }
+  const parsed = events.map((data) => JSON.parse(data) as { type: string; delta?: string })
+  if (parsed.some((event) => event.type === "RUN_ERROR")) return "a RUN_ERROR event"
+  if (parsed.at(-1)?.type !== "RUN_FINISHED") return `last event is ${parsed.at(-1)?.type}, not RUN_FINISHED`
+  const content = parsed.filter((event) => event.type === "TEXT_MESSAGE_CONTENT").map((event) => event.delta)
+  return content.join("") === answerText(p.deltas) ? undefined : `${content.length} text deltas, expected ${p.deltas}`
+}
+
+let provider: StreamingProvider
+let sidechat: SidechatProcess
+
+beforeAll(async () => {
+  provider = startStreamingProvider({ openDelayMs: 30, idleTimeout: 2 })
+  sidechat = await spawnSidechat({
+    ANTHROPIC_API_KEY: "sk-ant-soak-0000000000000000000",
+    ANTHROPIC_BASE_URL: provider.url,
+    OPENAI_API_KEY: "sk-soak-00000000000000000000000",
+    OPENAI_BASE_URL: `${provider.url}/v1`,
+  })
+})
+afterAll(async () => {
+  await sidechat?.stop()
+  provider?.stop()
+})
+
+test(
+  `churn soak: ${CLIENTS} clients for ${SECONDS} s with random hang-ups (SOAK_SEED=${SEED})`,
+  async () => {
+    const random = seeded(SEED)
+    const problems: string[] = []
+    const counts = { requests: 0, complete: 0, abandoned: 0 }
+    const baseline = { fds: sidechat.fds(), rss: sidechat.rss() }
+    let peakRss = baseline.rss
+    const sampler = setInterval(() => {
+      if (sidechat.alive()) peakRss = Math.max(peakRss, sidechat.rss())
+    }, 250)
+    const deadline = performance.now() + SECONDS * 1000
+
+    const client = async () => {
+      while (performance.now() < deadline && sidechat.alive()) {
+        const n = counts.requests++
+        const p = plan(random)
+        const where = `request ${n} (${p.generation}${p.ndjson ? "/ndjson" : ""} ${p.provider} ${p.deltas} deltas, hang-up ${p.hangUp})`
+        const controller = new AbortController()
+        const hangUp = () => {
+          controller.abort()
+          counts.abandoned++
+        }
+        try {
+          const sent = fetch(`${sidechat.url}/chat${p.ndjson ? "?transport=ndjson" : ""}`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: body(p, n),
+            signal: controller.signal,
+          })
+          if (p.hangUp === "before-headers") {
+            await Bun.sleep(Math.floor(p.at * 20))
+            hangUp()
+            await sent.catch(() => {})
+            continue
+          }
+          const response = await sent
+          if (response.status !== 200) {
+            problems.push(`${where}: status ${response.status} ${await response.text()}`)
+            continue
+          }
+          const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+          const decoder = new TextDecoder()
+          const expectedBytes = p.deltas * (p.generation === "legacy" ? 60 + p.deltas * 1.5 : 90)
+          let text = ""
+          let bytes = 0
+          for (;;) {
+            const chunk = await reader.read()
+            if (chunk.done) break
+            bytes += chunk.value.byteLength
+            if (p.hangUp === "first-byte" || (p.hangUp === "mid-stream" && bytes >= p.at * expectedBytes)) break
+            text += decoder.decode(chunk.value, { stream: true })
+          }
+          if (p.hangUp !== "never") {
+            hangUp()
+            await reader.cancel().catch(() => {})
+            continue
+          }
+          const wrong = checkComplete(p, text)
+          if (wrong) problems.push(`${where}: ${wrong}`)
+          else counts.complete++
+        } catch (error) {
+          if (!controller.signal.aborted) problems.push(`${where}: ${(error as Error).message}`)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: CLIENTS }, client))
+    clearInterval(sampler)
+
+    if (!sidechat.alive()) throw new Error(`sidechat died (seed ${SEED}):\n${sidechat.stderr.join("\n")}`)
+    // Every provider request sidechat opened ends; every stream it started is closed.
+    const settled = performance.now() + 10_000
+    while (performance.now() < settled && provider.ended() < provider.opened()) await Bun.sleep(50)
+    const health = (await (await fetch(`${sidechat.url}/health`)).json()) as { status: string; activeStreams: number }
+    // The provider closes idle keep-alive sockets after 2 s; sockets that remain are the test's own pool.
+    await Bun.sleep(2500)
+    const fds = sidechat.fds()
+
+    const chatLines = sidechat.stdout.filter((line) => line.startsWith("POST /chat"))
+    const logged = (pattern: RegExp) => chatLines.filter((line) => pattern.test(line))
+    const summary = {
+      seed: SEED,
+      ...counts,
+      providerOpened: provider.opened(),
+      providerEnded: provider.ended(),
+      logLines: chatLines.length,
+      fds: `${baseline.fds} → ${fds}`,
+      peakRssMiB: Math.round(peakRss / 2 ** 20),
+    }
+    console.log(`soak: ${JSON.stringify(summary)}`)
+
+    expect(sidechat.alive()).toBe(true)
+    expect(health).toMatchObject({ status: "ok", activeStreams: 0 })
+    expect(problems.slice(0, 10)).toEqual([])
+    expect(counts.complete).toBeGreaterThan(100)
+    expect(counts.abandoned).toBeGreaterThan(100)
+    expect(sidechat.stderr.filter((line) => line.trim())).toEqual([])
+    // No healthy request is logged as a failure: only completions and cancellations.
+    expect(logged(/ (5\d\d|4\d\d) .*(provider|error|timeout)/).slice(0, 5)).toEqual([])
+    expect(logged(/ error /).slice(0, 5)).toEqual([])
+    expect(chatLines.length).toBeGreaterThanOrEqual(counts.complete)
+    expect(logged(/ complete /).length).toBeGreaterThanOrEqual(counts.complete)
+    expect(provider.ended()).toBe(provider.opened())
+    // A leak of one socket or timer per request would be thousands; idle pooled sockets are not.
+    expect(fds - baseline.fds).toBeLessThanOrEqual(CLIENTS + 16)
+    expect(peakRss).toBeLessThan(768 * 2 ** 20)
+  },
+  (SECONDS + 60) * 1000,
+)
