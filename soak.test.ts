@@ -24,20 +24,36 @@ function seeded(seed: number): () => number {
 }
 
 type HangUp = "never" | "before-headers" | "first-byte" | "mid-stream"
-type Plan = { provider: "anthropic" | "openai"; generation: "legacy" | "agui"; ndjson: boolean; deltas: number; hangUp: HangUp; at: number }
+type Plan = {
+  provider: "anthropic" | "openai" | "mock"
+  generation: "legacy" | "agui"
+  ndjson: boolean
+  deltas: number
+  hangUp: HangUp
+  at: number
+}
 
 function plan(random: () => number): Plan {
   const roll = random()
   const hangUp: HangUp = roll < 0.4 ? "never" : roll < 0.55 ? "before-headers" : roll < 0.7 ? "first-byte" : "mid-stream"
   const generation = random() < 0.5 ? "legacy" : "agui"
   return {
-    provider: random() < 0.5 ? "anthropic" : "openai",
+    provider: pick(random(), ["anthropic", "openai", "mock"] as const, [0.45, 0.45, 0.1]),
     generation,
     ndjson: generation === "agui" && random() < 0.25,
     deltas: random() < 0.4 ? LONG : SHORT,
     hangUp,
     at: random(),
   }
+}
+
+function pick<T>(roll: number, items: readonly T[], weights: number[]): T {
+  let sum = 0
+  for (const [i, weight] of weights.entries()) {
+    sum += weight
+    if (roll < sum) return items[i] as T
+  }
+  return items.at(-1) as T
 }
 
 function body(p: Plan, n: number): string {
@@ -53,8 +69,9 @@ function body(p: Plan, n: number): string {
   })
 }
 
-/** What is wrong with a stream read to its end, or nothing. */
+/** What is wrong with a stream read to its end, or nothing. The mock's text is its own. */
 function checkComplete(p: Plan, text: string): string | undefined {
+  const expected = p.provider === "mock" ? undefined : answerText(p.deltas)
   const lines = text.split("\n").filter((line) => line.trim() && !line.startsWith(":"))
   const events = lines.map((line) => (line.startsWith("data: ") ? line.slice(6) : line))
   if (p.generation === "legacy") {
@@ -63,13 +80,15 @@ function checkComplete(p: Plan, text: string): string | undefined {
     if (chunks.some((chunk) => chunk.type === "error")) return "an error chunk"
     if (chunks.at(-1)?.type !== "done") return `last chunk is ${chunks.at(-1)?.type}, not done`
     const content = chunks.findLast((chunk) => chunk.type === "content")?.content
-    return content === answerText(p.deltas) ? undefined : `text of ${content?.length} chars, expected ${answerText(p.deltas).length}`
+    if (expected === undefined) return content ? undefined : "no text"
+    return content === expected ? undefined : `text of ${content?.length} chars, expected ${expected.length}`
   }
   const parsed = events.map((data) => JSON.parse(data) as { type: string; delta?: string })
   if (parsed.some((event) => event.type === "RUN_ERROR")) return "a RUN_ERROR event"
   if (parsed.at(-1)?.type !== "RUN_FINISHED") return `last event is ${parsed.at(-1)?.type}, not RUN_FINISHED`
   const content = parsed.filter((event) => event.type === "TEXT_MESSAGE_CONTENT").map((event) => event.delta)
-  return content.join("") === answerText(p.deltas) ? undefined : `${content.length} text deltas, expected ${p.deltas}`
+  if (expected === undefined) return content.length ? undefined : "no text"
+  return content.join("") === expected ? undefined : `${content.length} text deltas, expected ${p.deltas}`
 }
 
 let provider: StreamingProvider
@@ -82,6 +101,7 @@ beforeAll(async () => {
     ANTHROPIC_BASE_URL: provider.url,
     OPENAI_API_KEY: "sk-soak-00000000000000000000000",
     OPENAI_BASE_URL: `${provider.url}/v1`,
+    MOCK_DELAY_MS: "1",
   })
 })
 afterAll(async () => {
