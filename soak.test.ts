@@ -6,6 +6,8 @@ import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
 import { answerText, type StreamingProvider, startStreamingProvider } from "./fixtures/streaming-provider"
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20)
+/** Another entry to soak, such as bench/transport-server.ts with BENCH_TRANSPORT set. */
+const ENTRY = process.env.SOAK_ENTRY
 const SEED = Number(process.env.SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const CLIENTS = 64
 const LONG = 2000
@@ -96,13 +98,18 @@ let sidechat: SidechatProcess
 
 beforeAll(async () => {
   provider = startStreamingProvider({ openDelayMs: 30, idleTimeout: 2 })
-  sidechat = await spawnSidechat({
-    ANTHROPIC_API_KEY: "sk-ant-soak-0000000000000000000",
-    ANTHROPIC_BASE_URL: provider.url,
-    OPENAI_API_KEY: "sk-soak-00000000000000000000000",
-    OPENAI_BASE_URL: `${provider.url}/v1`,
-    MOCK_DELAY_MS: "1",
-  })
+  sidechat = await spawnSidechat(
+    {
+      ANTHROPIC_API_KEY: "sk-ant-soak-0000000000000000000",
+      ANTHROPIC_BASE_URL: provider.url,
+      OPENAI_API_KEY: "sk-soak-00000000000000000000000",
+      OPENAI_BASE_URL: `${provider.url}/v1`,
+      MOCK_DELAY_MS: "1",
+      ...(process.env.BENCH_TRANSPORT && { BENCH_TRANSPORT: process.env.BENCH_TRANSPORT }),
+      ...(process.env.UNDICI_PATH && { UNDICI_PATH: process.env.UNDICI_PATH }),
+    },
+    ENTRY,
+  )
 })
 afterAll(async () => {
   await sidechat?.stop()
