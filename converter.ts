@@ -5,10 +5,12 @@ import type { FinishReason, Part, Usage } from "./parts"
 import { unreachable } from "./parts"
 import { parseArguments, isInvalidArguments } from "./request"
 
-const INTERRUPTED: Part = {
-  type: "error",
-  code: "stream_interrupted",
-  message: "The provider's stream ended before the response was complete.",
+/** The provider's stream ended cleanly but before its last event; `guard` turns this into `stream_interrupted`. */
+export class StreamInterruptedError extends Error {
+  override readonly name = "StreamInterruptedError"
+  constructor() {
+    super("The provider's stream ended before the response was complete.")
+  }
 }
 
 // ---------------------------------------------------------------- Anthropic
@@ -30,7 +32,7 @@ type AnthropicState = {
 export async function* fromAnthropic(events: AsyncIterable<Anthropic.RawMessageStreamEvent>): AsyncGenerator<Part> {
   const state: AnthropicState = { blocks: new Map(), stopReason: null, usage: { inputTokens: 0, outputTokens: 0 }, finished: false }
   for await (const event of events) yield* anthropicStep(state, event)
-  if (!state.finished) yield INTERRUPTED
+  if (!state.finished) throw new StreamInterruptedError()
 }
 
 function anthropicStep(state: AnthropicState, event: Anthropic.RawMessageStreamEvent): Part[] {
@@ -158,10 +160,7 @@ export async function* fromOpenAI(chunks: AsyncIterable<OpenAI.ChatCompletionChu
   }
   for await (const chunk of chunks) yield* openaiStep(state, chunk)
   if (state.reasoning) yield { type: "reasoning-end" }
-  if (state.finishReason === undefined) {
-    yield INTERRUPTED
-    return
-  }
+  if (state.finishReason === undefined) throw new StreamInterruptedError()
   const reason = state.refused
     ? "content_filter"
     : openaiFinishReason(

