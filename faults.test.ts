@@ -5,6 +5,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type net from "node:net"
 import { chunk, eventStreamHead, type RawProvider, startRawProvider } from "./fixtures/raw-provider"
 import { dataOf, post, type Sidechat, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
+import { parseConfig } from "./config"
+import { createHandler } from "./index"
+import type { Part } from "./parts"
+import type { ChatRequest } from "./request"
+import type { Providers } from "./upstream"
 
 let raw: RawProvider
 let sidechat: Sidechat
@@ -167,6 +172,30 @@ describe("faults before the first byte", () => {
     expect(raw.connections() - connections).toBe(2)
   })
 
+  test("a client that leaves during the SDK's retry back-off is logged as cancelled, and no retry is sent", async () => {
+    raw.respond((socket) => {
+      const body = JSON.stringify({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } })
+      socket.write(
+        `HTTP/1.1 529 Overloaded\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      )
+    })
+    const retrying = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: raw.url, PROVIDER_MAX_RETRIES: "2" })
+    try {
+      const requests = raw.requests()
+      const controller = new AbortController()
+      const sent = post(retrying.url, agui("anthropic"), {}, controller.signal).catch(() => "aborted")
+      while (raw.requests() === requests) await Bun.sleep(10)
+      await Bun.sleep(200)
+      controller.abort()
+      expect(await sent).toBe("aborted")
+      await Bun.sleep(1500)
+      expect(raw.requests() - requests).toBe(1)
+      expect(retrying.log).toEqual([expect.stringMatching(/^POST \/chat 499 agui anthropic\/\S+ cancelled \d+ms$/)])
+    } finally {
+      retrying.stop()
+    }
+  })
+
   test("a connection refused on a fresh socket is not retried by the transport → 502 provider_unreachable", async () => {
     const gone = await startRawProvider()
     const url = gone.url
@@ -185,4 +214,67 @@ describe("faults before the first byte", () => {
 test("after every fault above, sidechat still serves and holds no stream open", async () => {
   const health = await (await fetch(`${sidechat.url}/health`)).json()
   expect(health).toMatchObject({ status: "ok", activeStreams: 0 })
+})
+
+describe("containment: a bug inside one stream's machinery ends that stream only", () => {
+  // A provider whose parts are scripted, so a test can make sidechat's own code throw.
+  const scripted = (script: (request: ChatRequest) => AsyncIterable<Part>): Providers => ({
+    modes: { anthropic: "live", openai: "live", mock: "mock" },
+    open: async (request) => script(request),
+  })
+  const parsed = parseConfig({ ...TEST_KEYS })
+  if (!parsed.ok) throw new Error(parsed.problems.join("; "))
+
+  test.each(["agui", "legacy"] as const)("%s: an encoder throw becomes the final error event and a loud log line", async (generation) => {
+    const reports: string[] = []
+    const providers = scripted(async function* (request) {
+      yield { type: "start", model: request.model }
+      yield { type: "text", delta: "fine so far" }
+      // A part no encoder knows: its `unreachable` throws inside the wire encoder.
+      yield { type: "no-such-part" } as unknown as Part
+    })
+    const handler = createHandler({ config: parsed.value, providers, report: (what) => reports.push(what) })
+    const body = generation === "agui" ? agui("anthropic") : { messages: [{ role: "user", content: "hi" }] }
+    const response = await handler(
+      new Request("http://sidechat.test/chat", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }),
+    )
+    const events = dataOf(await response.text()) as Event[]
+    if (generation === "agui") expect(events.at(-1)).toMatchObject({ type: "RUN_ERROR", code: "internal_error" })
+    else {
+      expect(events.at(-2)).toMatchObject({ type: "error", error: { code: "internal_error" } })
+      expect(events.at(-1) as unknown).toBe("[DONE]")
+    }
+    expect(reports).toHaveLength(1)
+  })
+
+  test("a converter throw is reported, and a stream beside it completes untouched", async () => {
+    const reports: unknown[] = []
+    const gate = Promise.withResolvers<void>()
+    const providers = scripted(async function* (request) {
+      yield { type: "start", model: request.model }
+      yield { type: "text", delta: request.messages.length ? "hello" : "" }
+      await gate.promise
+      if (JSON.stringify(request.messages).includes("break")) throw new TypeError("a bug in a converter")
+      yield { type: "finish", reason: "stop", usage: { inputTokens: 1, outputTokens: 1 } }
+    })
+    const handler = createHandler({ config: parsed.value, providers, report: (_what, error) => reports.push(error) })
+    const send = (content: string) =>
+      handler(
+        new Request("http://sidechat.test/chat", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ ...agui("anthropic"), messages: [{ id: "u", role: "user", content }] }),
+        }),
+      ).then((response) => response.text())
+    const broken = send("break")
+    const healthy = send("hello")
+    gate.resolve()
+    expect((dataOf(await broken) as Event[]).at(-1)).toMatchObject({ type: "RUN_ERROR", code: "internal_error" })
+    expect((dataOf(await healthy) as Event[]).at(-1)).toMatchObject({ type: "RUN_FINISHED" })
+    expect(reports).toEqual([new TypeError("a bug in a converter")])
+  })
 })
