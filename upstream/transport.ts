@@ -106,6 +106,11 @@ function toResponse({ request, response }: Exchange, method: string | undefined,
     return new Response(null, init)
   }
 
+  // The caller may have aborted between the headers' arrival and this point.
+  if (signal?.aborted) {
+    request.destroy()
+    throw abortError()
+  }
   let ended = false
   let lastByte = performance.now()
   let stall: ReturnType<typeof setTimeout> | undefined
