@@ -131,18 +131,24 @@ describe("@tanstack/ai-client 0.33.2", () => {
     const errors: Error[] = []
     const client = new ChatClient({ connection: fetchServerSentEvents(`${sidechat.url}/chat`), onError: (e) => errors.push(e) })
     await client.sendMessage("hi")
-    expect(errors.map((e) => e.message)).toEqual(["Anthropic is overloaded; retry later"])
+    expect(errors.map((e) => e.message)).toEqual(["Anthropic is overloaded right now; please try again in a moment"])
     expect(textOf(client)).toBe("Partial answer")
     expect(client.getStatus()).toBe("error")
   })
 
-  test("an error before the first byte reaches onError, and the chat can go on", async () => {
-    fake.respond(() => Response.json({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, { status: 529 }))
+  test("an error before the first byte shows the provider's real message (in-band by default), and the chat can go on", async () => {
+    fake.respond(() =>
+      Response.json(
+        { type: "error", error: { type: "overloaded_error", message: "Overloaded" } },
+        { status: 529, headers: { "retry-after": "7" } },
+      ),
+    )
     const errors: Error[] = []
     const client = new ChatClient({ connection: fetchServerSentEvents(`${sidechat.url}/chat`), onError: (e) => errors.push(e) })
     await client.sendMessage("hi")
-    expect(errors).toHaveLength(1)
-    expect(errors[0]?.message).toContain("503")
+    expect(errors.map((e) => e.message)).toEqual(["Anthropic is overloaded right now; please try again in 7 s"])
+    // The access log tells what the user saw: a started stream (200) that ended on the provider's error.
+    expect(sidechat.log.at(-1)).toMatch(/^POST \/chat 200 agui anthropic\/\S+ error provider_overloaded \d+ms$/)
     fake.respond(() => transcript("openai-text"))
     await client.sendMessage("again", { provider: "openai" })
     expect(textOf(client)).toBe("Grüße aus 東京 👋🏽 — naïve café.")
@@ -175,6 +181,23 @@ describe("@tanstack/ai-client 0.33.2", () => {
     await client.sendMessage("show me an error")
     expect(textOf(client)).toStartWith("Here is the start of an answer")
     await client.sendMessage("overload now")
-    expect(errors.map((e) => e.message)).toEqual(["mock is overloaded; retry later", expect.stringContaining("503")])
+    expect(errors.map((e) => e.message)).toEqual([
+      "mock is overloaded right now; please try again in a moment",
+      "mock is overloaded right now; please try again in 1 s",
+    ])
+  })
+
+  test("PROVIDER_ERRORS=status: a failure before the first byte is an HTTP status, which the client reduces to its number", async () => {
+    const statuses = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: fake.url, PROVIDER_ERRORS: "status" })
+    try {
+      fake.respond(() => Response.json({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, { status: 529 }))
+      const errors: Error[] = []
+      const client = new ChatClient({ connection: fetchServerSentEvents(`${statuses.url}/chat`), onError: (e) => errors.push(e) })
+      await client.sendMessage("hi")
+      expect(errors.map((e) => e.message)).toEqual([expect.stringContaining("HTTP error! status: 503")])
+      expect(statuses.log.at(-1)).toMatch(/^POST \/chat 503 agui anthropic\/\S+ provider_overloaded \d+ms$/)
+    } finally {
+      statuses.stop()
+    }
   })
 })

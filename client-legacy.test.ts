@@ -106,7 +106,32 @@ describe("@tanstack/ai-client 0.0.3", () => {
     const errors: Error[] = []
     const client = new ChatClient({ connection: fetchServerSentEvents(`${sidechat.url}/chat`), onError: (e) => errors.push(e) })
     await client.sendMessage("hi")
-    expect(errors.map((e) => e.message)).toEqual(["Anthropic is overloaded; retry later"])
+    expect(errors.map((e) => e.message)).toEqual(["Anthropic is overloaded right now; please try again in a moment"])
     expect(assistantText(client)).toBe("Partial answer")
+  })
+
+  test("an error before the first byte shows the provider's real message by default; with PROVIDER_ERRORS=status, the status", async () => {
+    const overloaded = () =>
+      Response.json(
+        { type: "error", error: { type: "overloaded_error", message: "Overloaded" } },
+        { status: 529, headers: { "retry-after": "3" } },
+      )
+    fake.respond(overloaded)
+    const errors: Error[] = []
+    const client = new ChatClient({ connection: fetchServerSentEvents(`${sidechat.url}/chat`), onError: (e) => errors.push(e) })
+    await client.sendMessage("hi")
+    expect(errors.map((e) => e.message)).toEqual(["Anthropic is overloaded right now; please try again in 3 s"])
+    expect(sidechat.log.at(-1)).toMatch(/^POST \/chat 200 legacy anthropic\/\S+ error provider_overloaded \d+ms$/)
+
+    const statuses = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: fake.url, PROVIDER_ERRORS: "status" })
+    try {
+      const seen: Error[] = []
+      const other = new ChatClient({ connection: fetchServerSentEvents(`${statuses.url}/chat`), onError: (e) => seen.push(e) })
+      await other.sendMessage("hi")
+      expect(seen.map((e) => e.message)).toEqual([expect.stringContaining("503")])
+      expect(statuses.log.at(-1)).toMatch(/^POST \/chat 503 legacy anthropic\/\S+ provider_overloaded \d+ms$/)
+    } finally {
+      statuses.stop()
+    }
   })
 })

@@ -33,6 +33,33 @@ export type Config = {
   providerMaxRetries: number
   providerTimeoutMs: number
   providerStallMs: number
+  /** Bearer tokens that may call /chat (and every route but /health and /ready); empty: no auth. */
+  authTokens: string[]
+  /** `off`: BYOK headers are ignored; `optional`: used when sent; `required`: no key, no chat. */
+  byok: ByokMode
+  limits: Limits
+  timeouts: { firstTokenMs: number; maxDurationMs: number }
+  /** Where a provider request goes when its provider fails before the first byte. */
+  fallback?: { provider: ProviderName; model?: string }
+  /** `in-band`: a provider failure before the first byte is a started stream with one error event. */
+  providerErrors: "in-band" | "status"
+  shutdownGraceMs: number
+  /** Whether X-Forwarded-For's last hop names the client (only behind a reverse proxy). */
+  trustProxy: boolean
+}
+
+export type ByokMode = "off" | "optional" | "required"
+
+export type Limits = {
+  maxMessages: number
+  maxInputChars: number
+  maxTokens: number
+  maxStreams: number
+  /** 0 is off. */
+  maxStreamsPerClient: number
+  /** Token bucket per client: `ratePerMinute` refills, `rateBurst` is the bucket's size; 0 is off. */
+  ratePerMinute: number
+  rateBurst: number
 }
 
 export const MOCK_MODEL = "sidechat-mock"
@@ -66,6 +93,13 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
       return undefined
     }
     return value
+  }
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const raw = str(name)
+    if (raw === undefined) return fallback
+    if ((allowed as readonly string[]).includes(raw)) return raw as T
+    problems.push(`${name}=${JSON.stringify(raw)}: expected ${allowed.join(", ")}`)
+    return fallback
   }
   const list = (name: string) =>
     str(name)
@@ -145,8 +179,40 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     providerMaxRetries: int("PROVIDER_MAX_RETRIES", 2, 0, 10),
     providerTimeoutMs: int("PROVIDER_TIMEOUT_MS", 600_000, 1000, 3_600_000),
     providerStallMs: int("PROVIDER_STALL_MS", 300_000, 100, 3_600_000),
+    authTokens: list("AUTH_TOKEN") ?? [],
+    byok: oneOf("BYOK", ["off", "optional", "required"] as const, "off"),
+    limits: {
+      maxMessages: int("MAX_MESSAGES", 1000, 1, 100_000),
+      maxInputChars: int("MAX_INPUT_CHARS", 2_000_000, 1, 100_000_000),
+      maxTokens: int("MAX_TOKENS_LIMIT", 64_000, 1, 1_000_000),
+      maxStreams: int("MAX_STREAMS", 20_000, 1, 1_000_000),
+      maxStreamsPerClient: int("MAX_STREAMS_PER_CLIENT", 100, 0, 1_000_000),
+      ratePerMinute: int("RATE_LIMIT_PER_MINUTE", 300, 0, 1_000_000),
+      rateBurst: int("RATE_LIMIT_BURST", 60, 1, 1_000_000),
+    },
+    timeouts: {
+      firstTokenMs: int("FIRST_TOKEN_TIMEOUT_MS", 120_000, 100, 3_600_000),
+      maxDurationMs: int("MAX_DURATION_MS", 1_800_000, 100, 86_400_000),
+    },
+    fallback: parseFallback(str("FALLBACK"), problems),
+    providerErrors: oneOf("PROVIDER_ERRORS", ["in-band", "status"] as const, "in-band"),
+    shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 25_000, 0, 3_600_000),
+    trustProxy: oneOf("TRUST_PROXY", ["off", "on"] as const, "off") === "on",
   }
+  for (const token of value.authTokens)
+    if (token.length < 16) problems.push(`AUTH_TOKEN: every token needs at least 16 characters; one has ${token.length}`)
   return problems.length ? { ok: false, problems } : { ok: true, value, warnings }
+}
+
+/** `FALLBACK=openai` or `FALLBACK=openai:gpt-5.4-mini`. */
+function parseFallback(raw: string | undefined, problems: string[]): Config["fallback"] {
+  if (raw === undefined) return undefined
+  const [provider, ...model] = raw.split(":")
+  if (provider !== "anthropic" && provider !== "openai" && provider !== "mock") {
+    problems.push(`FALLBACK=${JSON.stringify(raw)}: expected <provider> or <provider>:<model> with provider anthropic, openai or mock`)
+    return undefined
+  }
+  return { provider, ...(model.length && { model: model.join(":") }) }
 }
 
 function parseModelSettings(raw: string | undefined, problems: string[]): Record<string, ModelSettings> {

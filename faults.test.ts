@@ -123,17 +123,18 @@ describe.each(["anthropic", "openai"] as const)("%s: faults after the first byte
   })
 })
 
-describe("faults before the first byte", () => {
-  test("a provider that accepts and never answers → 504 provider_timeout, its connection closed", async () => {
+describe("faults before the first byte (in-band, the default)", () => {
+  test("a provider that accepts and never answers → provider_timeout in-band after PROVIDER_TIMEOUT_MS, its connection closed", async () => {
     let socket: net.Socket | undefined
     raw.respond((s) => {
       socket = s
     })
     const started = performance.now()
-    const { status, body } = await chat("anthropic")
-    expect(status).toBe(504)
-    expect(JSON.parse(body)).toMatchObject({ error: { code: "provider_timeout" } })
-    expect(performance.now() - started).toBeLessThan(3000)
+    const { status, events } = await chat("anthropic")
+    expect(status).toBe(200)
+    expect(events.map((e) => e.type)).toEqual(["RUN_STARTED", "RUN_ERROR"])
+    expect(events.at(-1)).toMatchObject({ code: "provider_timeout" })
+    expect(performance.now() - started).toBeLessThan(2500)
     if (socket) await closed(socket)
     expect(socket?.destroyed).toBe(true)
   })
@@ -200,7 +201,7 @@ describe("faults before the first byte", () => {
     const gone = await startRawProvider()
     const url = gone.url
     gone.stop()
-    const other = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: url })
+    const other = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: url, PROVIDER_ERRORS: "status" })
     try {
       const response = await post(other.url, agui("anthropic"))
       expect(response.status).toBe(502)

@@ -32,6 +32,17 @@ export type ErrorCode =
   | "provider_timeout"
   | "provider_stalled"
   | "stream_interrupted"
+  | "duration_exceeded"
+  | "shutdown"
+  | "shutting_down"
+  | "unauthorized"
+  | "byok_missing"
+  | "too_many_streams"
+  | "server_busy"
+  | "too_many_requests"
+  | "too_many_messages"
+  | "input_too_large"
+  | "max_tokens_too_large"
   | "internal_error"
 
 /**
@@ -50,7 +61,8 @@ export type Part =
   | { type: "finish"; reason: FinishReason; usage: Usage }
   | ErrorPart
 
-export type ErrorPart = { type: "error"; code: ErrorCode; message: string }
+/** A stream's last part when it fails; `retryAfter` (seconds) when the provider said when to come back. */
+export type ErrorPart = { type: "error"; code: ErrorCode; message: string; retryAfter?: number }
 
 /** Ids and clocks are injected so that encoded output is byte-stable in tests. */
 export type Ctx = { newId: (prefix: string) => string; now: () => number }

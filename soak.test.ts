@@ -105,6 +105,9 @@ beforeAll(async () => {
       OPENAI_API_KEY: "sk-soak-00000000000000000000000",
       OPENAI_BASE_URL: `${provider.url}/v1`,
       MOCK_DELAY_MS: "1",
+      // 64 clients on one address are one client to sidechat's limits.
+      RATE_LIMIT_PER_MINUTE: "0",
+      MAX_STREAMS_PER_CLIENT: "0",
       ...(process.env.BENCH_TRANSPORT && { BENCH_TRANSPORT: process.env.BENCH_TRANSPORT }),
       ...(process.env.UNDICI_PATH && { UNDICI_PATH: process.env.UNDICI_PATH }),
     },

@@ -2,10 +2,10 @@
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
 import { StreamInterruptedError } from "../converter"
-import type { ErrorCode } from "../parts"
+import type { ErrorCode, ErrorPart } from "../parts"
 import { UpstreamClosedError, UpstreamStalledError } from "./transport"
 
-export type Failure = { status: number; code: ErrorCode; message: string; retryAfter?: string }
+export type Failure = { status: number; code: ErrorCode; message: string; retryAfter?: number }
 
 const BY_TYPE: Record<string, ErrorCode> = {
   overloaded_error: "provider_overloaded",
@@ -40,6 +40,17 @@ const STATUS_OF: Record<ErrorCode, number> = {
   provider_timeout: 504,
   provider_stalled: 504,
   stream_interrupted: 502,
+  duration_exceeded: 504,
+  shutdown: 503,
+  shutting_down: 503,
+  unauthorized: 401,
+  byok_missing: 401,
+  too_many_streams: 429,
+  server_busy: 503,
+  too_many_requests: 429,
+  too_many_messages: 400,
+  input_too_large: 413,
+  max_tokens_too_large: 400,
   internal_error: 500,
 }
 
@@ -71,9 +82,10 @@ export function classifyError(error: unknown, provider: string): Failure {
     const type = body.error?.type ?? body.type
     const code = (type && BY_TYPE[type]) || (error.status ? codeForStatus(error.status) : "provider_error")
     const detail = body.error?.message ?? body.message
-    const retryAfter = error.headers?.get("retry-after") ?? undefined
+    const afterMs = retryAfterMs(error.headers)
+    const retryAfter = afterMs === undefined ? undefined : Math.max(1, Math.ceil(afterMs / 1000))
     const status = error.status === 429 ? 429 : STATUS_OF[code]
-    return { ...failure(code, safeMessage(code, provider, detail)), status, ...(retryAfter && { retryAfter }) }
+    return { ...failure(code, safeMessage(code, provider, detail, retryAfter)), status, ...(retryAfter && { retryAfter }) }
   }
   return failure("internal_error", "sidechat failed while streaming the response")
 }
@@ -83,14 +95,15 @@ function failure(code: ErrorCode, message: string): Failure {
 }
 
 /** Auth errors can quote part of the key, so they get our words; others keep the provider's, scrubbed. */
-function safeMessage(code: ErrorCode, provider: string, detail: string | undefined): string {
+function safeMessage(code: ErrorCode, provider: string, detail: string | undefined, retryAfter?: number): string {
+  const when = retryAfter ? `in ${retryAfter} s` : "in a moment"
   switch (code) {
     case "provider_auth_failed":
-      return `${provider} rejected sidechat's API key; check the server's configuration`
+      return `${provider} rejected the API key; check the server's configuration (or the key you sent)`
     case "rate_limited":
-      return `${provider} rate limit reached; retry later`
+      return `${provider} is rate limiting requests right now; please try again ${when}`
     case "provider_overloaded":
-      return `${provider} is overloaded; retry later`
+      return `${provider} is overloaded right now; please try again ${when}`
     default:
       return detail ? `${provider}: ${scrubSecrets(detail)}` : `${provider} failed (${code})`
   }
@@ -99,4 +112,37 @@ function safeMessage(code: ErrorCode, provider: string, detail: string | undefin
 /** Removes anything shaped like an API key from text bound for a client or a log. */
 export function scrubSecrets(text: string): string {
   return text.replace(/\b(sk-[A-Za-z0-9_*-]{6,}|[A-Za-z0-9_-]{32,})/g, "[redacted]")
+}
+
+/** `retry-after-ms`, or `retry-after` in seconds or as an HTTP date, in milliseconds. */
+function retryAfterMs(headers: Headers | undefined): number | undefined {
+  const ms = Number(headers?.get("retry-after-ms") ?? Number.NaN)
+  if (Number.isFinite(ms) && ms >= 0) return ms
+  const raw = headers?.get("retry-after")
+  if (!raw) return undefined
+  const seconds = Number(raw)
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
+  const date = Date.parse(raw)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now())
+}
+
+/**
+ * Whether a failure before the first byte is worth another try: 408, 409, 429, 5xx (529 included)
+ * and connection errors and timeouts are; a request the provider refused for what it is is not.
+ */
+export function retryable(error: unknown): { retry: boolean; afterMs?: number } {
+  if (error instanceof Anthropic.APIUserAbortError || error instanceof OpenAI.APIUserAbortError) return { retry: false }
+  if (error instanceof Anthropic.APIConnectionError || error instanceof OpenAI.APIConnectionError) return { retry: true }
+  if (error instanceof Anthropic.APIError || error instanceof OpenAI.APIError) {
+    const status = error.status ?? 0
+    const retry = status === 408 || status === 409 || status === 429 || status >= 500
+    return { retry, afterMs: retry ? retryAfterMs(error.headers) : undefined }
+  }
+  return { retry: false }
+}
+
+/** A failure as the final part of a stream, carrying when to retry where the provider said so. */
+export function errorPart(error: unknown, provider: string): ErrorPart {
+  const { code, message, retryAfter } = classifyError(error, provider)
+  return { type: "error", code, message, ...(retryAfter && { retryAfter }) }
 }

@@ -4,7 +4,6 @@ import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
 import { type Config, PROVIDERS, type ProviderName, providerMode } from "../config"
 import { fromAnthropic, fromOpenAI } from "../converter"
-import { classifyError } from "./errors"
 import { toAnthropic, toOpenAI } from "../formatters"
 import { createTransport, type Fetch } from "./transport"
 import { mockFetch } from "./mock"
@@ -14,38 +13,51 @@ import type { ChatRequest } from "../request"
 export type Providers = {
   /**
    * Resolves once the provider has accepted the request; rejects with the SDK's error otherwise.
-   * The parts may throw mid-stream: wrap them in `guard` before they reach a client.
+   * `key` is a caller's own key (BYOK), used for this request only. The parts may throw
+   * mid-stream: wrap them in `guard` before they reach a client.
    */
-  open(request: ChatRequest, signal: AbortSignal): Promise<AsyncIterable<Part>>
+  open(request: ChatRequest, signal: AbortSignal, key?: string): Promise<AsyncIterable<Part>>
   modes: Record<ProviderName, "live" | "mock" | "off">
 }
 
 export function createProviders(config: Config, fetch: Fetch = createTransport({ stallMs: config.providerStallMs })): Providers {
   const modes = Object.fromEntries(PROVIDERS.map((name) => [name, providerMode(config, name)])) as Providers["modes"]
-  // The SDKs would log an unreadable event's raw data, which can hold a completion; errors are ours to log.
-  const common = { maxRetries: config.providerMaxRetries, timeout: config.providerTimeoutMs, fetch, logLevel: "off" as const }
-  const mocked = { apiKey: "mock", maxRetries: 0, logLevel: "off" as const }
+  // Retrying is ours (upstream/attempts.ts): it sees the whole request, fallback included, and counts
+  // what it does. The SDKs would log an unreadable event's raw data, which can hold a completion.
+  const common = { maxRetries: 0, timeout: config.providerTimeoutMs, fetch, logLevel: "off" as const }
+  const anthropicURL = config.anthropic.baseURL ?? "https://api.anthropic.com"
+  const openaiURL = config.openai.baseURL ?? "https://api.openai.com/v1"
   const anthropic = {
-    live: new Anthropic({
+    live: new Anthropic({ ...common, apiKey: config.anthropic.apiKey ?? "unset", baseURL: anthropicURL }),
+    mock: new Anthropic({
       ...common,
-      apiKey: config.anthropic.apiKey ?? "unset",
-      baseURL: config.anthropic.baseURL ?? "https://api.anthropic.com",
+      apiKey: "mock",
+      baseURL: "http://mock.sidechat.invalid",
+      fetch: mockFetch("anthropic", config.mockDelayMs),
     }),
-    mock: new Anthropic({ ...mocked, baseURL: "http://mock.sidechat.invalid", fetch: mockFetch("anthropic", config.mockDelayMs) }),
+    own: (apiKey: string) => new Anthropic({ ...common, apiKey, baseURL: anthropicURL }),
   }
   const openai = {
-    live: new OpenAI({ ...common, apiKey: config.openai.apiKey ?? "unset", baseURL: config.openai.baseURL ?? "https://api.openai.com/v1" }),
-    mock: new OpenAI({ ...mocked, baseURL: "http://mock.sidechat.invalid/v1", fetch: mockFetch("openai", config.mockDelayMs) }),
+    live: new OpenAI({ ...common, apiKey: config.openai.apiKey ?? "unset", baseURL: openaiURL }),
+    mock: new OpenAI({
+      ...common,
+      apiKey: "mock",
+      baseURL: "http://mock.sidechat.invalid/v1",
+      fetch: mockFetch("openai", config.mockDelayMs),
+    }),
+    own: (apiKey: string) => new OpenAI({ ...common, apiKey, baseURL: openaiURL }),
   }
 
   return {
     modes,
-    async open(request, signal) {
+    async open(request, signal, key) {
       const mode = modes[request.provider] === "live" ? "live" : "mock"
       if (request.provider === "openai") {
-        return fromOpenAI(await openai[mode].chat.completions.create(toOpenAI(request, config), { signal }))
+        const client = key ? openai.own(key) : openai[mode]
+        return fromOpenAI(await client.chat.completions.create(toOpenAI(request, config), { signal }))
       }
-      return fromAnthropic(await anthropic[mode].messages.create(toAnthropic(request, config), { signal }))
+      const client = key && request.provider === "anthropic" ? anthropic.own(key) : anthropic[mode]
+      return fromAnthropic(await client.messages.create(toAnthropic(request, config), { signal }))
     },
   }
 }
@@ -55,23 +67,36 @@ export function providerLabel(provider: ProviderName): string {
   return { anthropic: "Anthropic", openai: "OpenAI", mock: "mock" }[provider]
 }
 
+/** What makes content: the first of these ends the wait for a first token. */
+const CONTENT = new Set<Part["type"]>(["text", "reasoning-start", "reasoning", "tool-start"])
+
 /**
- * After headers are sent, any throw becomes one final error part; nothing follows it. Converters
- * throw rather than yield their errors, so `onError` sees every error and the request's log can say
- * how it ended, while the parts themselves pass through with `yield*` (a per-part loop here costs
- * a quarter of AG-UI's throughput).
+ * After headers are sent, any throw becomes one final error part (`classify` names it); nothing
+ * follows it. Converters throw rather than yield their errors, so the parts pass through with
+ * `yield*` (a per-part loop here costs a quarter of AG-UI's throughput); only the parts before the
+ * first content are looked at, to tell `onContent` when it came.
  */
 export async function* guard(
   parts: AsyncIterable<Part>,
-  provider: string,
-  onError?: (part: ErrorPart, thrown?: unknown) => void,
+  classify: (error: unknown) => ErrorPart,
+  onContent?: () => void,
 ): AsyncGenerator<Part> {
+  const iterator = parts[Symbol.asyncIterator]()
+  let delegated = false
   try {
-    yield* parts
+    for (;;) {
+      const next = await iterator.next()
+      if (next.done) return
+      yield next.value
+      if (CONTENT.has(next.value.type)) break
+    }
+    onContent?.()
+    delegated = true
+    yield* { [Symbol.asyncIterator]: () => iterator }
   } catch (error) {
-    const { code, message } = classifyError(error, provider)
-    const part: ErrorPart = { type: "error", code, message }
-    onError?.(part, error)
-    yield part
+    yield classify(error)
+  } finally {
+    // A reader that leaves before the first content closes the source too (yield* does so after it).
+    if (!delegated) await iterator.return?.()
   }
 }

@@ -5,7 +5,8 @@ import { REDACTED_PREFIX } from "../request"
 
 export type AguiEvent = { type: string } & Record<string, unknown>
 
-export type Run = { threadId: string; runId: string; model: string }
+/** `extra` adds to the final event's `metadata.tanstack` (fallback, request id), read when it is written. */
+export type Run = { threadId: string; runId: string; model: string; extra?: () => Record<string, unknown> }
 
 /**
  * Encodes one run: RUN_STARTED first; text, tool calls and each reasoning block (inside its own
@@ -85,7 +86,7 @@ export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): A
           threadId,
           runId,
           usage: [wireUsage(part.usage)],
-          metadata: { tanstack: { finishReason: part.reason, model } },
+          metadata: { tanstack: { finishReason: part.reason, model, ...run.extra?.() } },
         }
         return
       case "error":

@@ -6,11 +6,13 @@ import { aguiError, toAgui } from "./agui"
 import { legacyError, toLegacy } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
+type Extra = () => Record<string, unknown>
 
 export type Wire = {
-  encode(parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest): AsyncIterable<unknown>
+  /** `extra` adds to the final event's metadata where the generation has any (AG-UI's `metadata.tanstack`). */
+  encode(parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest, extra?: Extra): AsyncIterable<unknown>
   /** The one final event for a stream whose encoding broke off after it started. */
-  failure(error: ErrorPart, ctx: Ctx, request: ChatRequest): unknown
+  failure(error: ErrorPart, ctx: Ctx, request: ChatRequest, extra?: Extra): unknown
   frame(event: unknown): string
   /** Written after the last event of a stream. */
   trailer: string
@@ -20,8 +22,13 @@ export type Wire = {
 }
 
 const legacy = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) => toLegacy(parts, ctx, request.model)
-const runOf = (request: ChatRequest) => ({ threadId: request.threadId ?? "", runId: request.runId ?? "", model: request.model })
-const agui = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) => toAgui(parts, ctx, runOf(request))
+const runOf = (request: ChatRequest, extra?: Extra) => ({
+  threadId: request.threadId ?? "",
+  runId: request.runId ?? "",
+  model: request.model,
+  extra,
+})
+const agui = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest, extra?: Extra) => toAgui(parts, ctx, runOf(request, extra))
 
 export function wireFor(generation: Generation, transport: Transport): Wire {
   const sse = transport === "sse"
@@ -41,7 +48,7 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       // `id:` here: the first stops reading, the second turns on resumability (WIRE.md §6.7-8).
       return {
         encode: agui,
-        failure: (error, _ctx, request) => aguiError(runOf(request), error),
+        failure: (error, _ctx, request, extra) => aguiError(runOf(request, extra), error),
         frame: sse ? sseFrame : ndjsonFrame,
         trailer: "",
         heartbeat: sse ? ": ping\n\n" : "\n",

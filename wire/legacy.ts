@@ -74,7 +74,11 @@ export async function* toLegacy(parts: AsyncIterable<Part>, ctx: Ctx, model: str
 
 /** The final chunk of a failed response; `[DONE]` still follows it. */
 export function legacyError(meta: Meta, error: ErrorPart): LegacyChunk {
-  return { type: "error", ...meta, error: { message: error.message, code: error.code } }
+  return {
+    type: "error",
+    ...meta,
+    error: { message: error.message, code: error.code, ...(error.retryAfter && { retryAfter: error.retryAfter }) },
+  }
 }
 
 function toolCall(meta: Meta, index: number, id: string, name: string, args: string): LegacyChunk {

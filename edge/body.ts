@@ -1,0 +1,57 @@
+// The request body: at most a configured number of bytes of JSON, each way of being wrong named.
+import type { HttpError } from "../request"
+
+type Result<V> = { ok: true; value: V } | { ok: false; error: HttpError }
+
+/** Reads at most `limit` bytes of JSON; each way a body can be wrong gets its own answer. */
+export async function readJson(request: Request, limit: number): Promise<Result<unknown>> {
+  const type = request.headers.get("content-type") ?? ""
+  if (!/^application\/([\w.+-]*\+)?json\b/i.test(type))
+    return {
+      ok: false,
+      error: {
+        status: 415,
+        code: "unsupported_media_type",
+        message: `Content-Type must be application/json; got ${type ? `"${type}"` : "none"}`,
+      },
+    }
+  const tooLarge: Result<unknown> = {
+    ok: false,
+    error: { status: 413, code: "payload_too_large", message: `request body is over the ${limit}-byte limit (MAX_BODY_BYTES)` },
+  }
+  if (Number(request.headers.get("content-length") ?? 0) > limit) return tooLarge
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    for await (const chunk of request.body ?? []) {
+      size += chunk.byteLength
+      if (size > limit) return tooLarge
+      chunks.push(chunk)
+    }
+  } catch (error) {
+    return {
+      ok: false,
+      error: { status: 400, code: "invalid_request", message: `the request body could not be read: ${(error as Error).message}` },
+    }
+  }
+  const text = new TextDecoder().decode(Buffer.concat(chunks))
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    return {
+      ok: false,
+      error: { status: 400, code: "invalid_json", message: `request body is not valid JSON: ${(error as Error).message}` },
+    }
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    return {
+      ok: false,
+      error: {
+        status: 400,
+        code: "invalid_request",
+        message: `request body must be a JSON object; got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`,
+      },
+    }
+  return { ok: true, value }
+}
