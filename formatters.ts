@@ -39,7 +39,7 @@ export function repairToolCalls(messages: ChatMessage[]): ChatMessage[] {
 
 export function toAnthropic(request: ChatRequest, config: Config): AnthropicParams {
   const settings = config.modelSettings[request.model] ?? {}
-  const maxTokens = settings.maxTokens ?? config.anthropic.maxTokens
+  const maxTokens = request.maxTokens ?? settings.maxTokens ?? config.anthropic.maxTokens
   const temperature = settings.temperature ?? config.anthropic.temperature
   const system = request.messages.flatMap((m) => (m.role === "system" && m.content ? [m.content] : [])).join("\n\n")
   const thinking = request.thinkingBudget > 0 && !continuesUnsignedToolCall(request.messages) ? request.thinkingBudget : 0
@@ -137,7 +137,7 @@ export function splitDataUrl(value: string, mimeType = "image/png"): { data: str
 
 export function toOpenAI(request: ChatRequest, config: Config): OpenAIParams {
   const settings = config.modelSettings[request.model] ?? {}
-  const maxTokens = settings.maxTokens ?? config.openai.maxTokens
+  const maxTokens = request.maxTokens ?? settings.maxTokens ?? config.openai.maxTokens
   const temperature = settings.temperature ?? config.openai.temperature
   const params: OpenAIParams = {
     model: request.model,

@@ -38,6 +38,7 @@ export const ChatOptions = T.Object({
   model: T.Optional(T.String()),
   tools: T.Optional(ToolList),
   thinking: T.Optional(T.Union([T.Boolean(), T.Object({ budgetTokens: T.Integer({ minimum: 0 }) })])),
+  maxTokens: T.Optional(T.Integer({ minimum: 1 })),
 })
 export type ChatOptions = Static<typeof ChatOptions>
 

@@ -26,6 +26,8 @@ export type ChatRequest = {
   tools: ToolDecl[]
   /** Anthropic extended-thinking budget in tokens; 0 is off. */
   thinkingBudget: number
+  /** The answer's token limit the client asked for, within MAX_TOKENS_LIMIT; else the server's. */
+  maxTokens?: number
   threadId?: string
   runId?: string
 }
@@ -90,6 +92,30 @@ export function resolveRequest(draft: Draft, config: Config, serverTools: ToolDe
       `${optionsPath}.model`,
     )
 
+  const { limits } = config
+  if (draft.messages.length > limits.maxMessages)
+    return fail(
+      400,
+      "too_many_messages",
+      `at most ${limits.maxMessages} messages allowed (MAX_MESSAGES); got ${draft.messages.length}`,
+      "messages",
+    )
+  const chars = inputChars(draft.messages)
+  if (chars > limits.maxInputChars)
+    return fail(
+      413,
+      "input_too_large",
+      `the messages hold ${chars} characters of text; at most ${limits.maxInputChars} allowed (MAX_INPUT_CHARS)`,
+      "messages",
+    )
+  if (options.maxTokens !== undefined && options.maxTokens > limits.maxTokens)
+    return fail(
+      400,
+      "max_tokens_too_large",
+      `${optionsPath}.maxTokens: at most ${limits.maxTokens} allowed (MAX_TOKENS_LIMIT); got ${options.maxTokens}`,
+      `${optionsPath}.maxTokens`,
+    )
+
   const tools = mergeTools(serverTools, [...(draft.clientTools ?? []), ...(options.tools ?? [])])
   if (tools.length > MAX_TOOLS)
     return fail(400, "invalid_request", `at most ${MAX_TOOLS} tools allowed; got ${tools.length}`, `${optionsPath}.tools`)
@@ -127,6 +153,7 @@ export function resolveRequest(draft: Draft, config: Config, serverTools: ToolDe
       messages: draft.messages,
       tools,
       thinkingBudget,
+      ...(options.maxTokens !== undefined && { maxTokens: options.maxTokens }),
       threadId: draft.threadId,
       runId: draft.runId,
     },
@@ -186,4 +213,28 @@ export function userParts(content: string | null | undefined | ContentPart[]): U
   return content.map((part) =>
     part.type === "text" ? { type: "text", text: part.text ?? part.content ?? "" } : { type: "image", source: part.source },
   )
+}
+
+/** Characters of text and tool payloads in a conversation; images are counted by their reference. */
+function inputChars(messages: ChatMessage[]): number {
+  let total = 0
+  for (const message of messages) {
+    switch (message.role) {
+      case "system":
+        total += message.content.length
+        break
+      case "user":
+        for (const part of message.content) total += part.type === "text" ? part.text.length : part.source.value.length
+        break
+      case "assistant":
+        total += message.content.length
+        for (const call of message.toolCalls) total += JSON.stringify(call.input ?? null).length
+        for (const block of message.reasoning) total += block.text.length
+        break
+      case "tool":
+        total += message.content.length
+        break
+    }
+  }
+  return total
 }
