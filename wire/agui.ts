@@ -99,13 +99,10 @@ export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): A
 }
 
 /** A run's last event when it fails; nothing may follow it. */
-export function aguiError(run: { threadId: string; runId: string }, error: ErrorPart): AguiEvent {
-  return {
-    type: "RUN_ERROR",
-    message: error.message,
-    code: error.code,
-    metadata: { tanstack: { threadId: run.threadId, runId: run.runId } },
-  }
+export function aguiError(run: Run, error: ErrorPart): AguiEvent {
+  const retryAfter = error.retryAfter && { retryAfter: error.retryAfter }
+  const tanstack = { threadId: run.threadId, runId: run.runId, ...retryAfter, ...run.extra?.() }
+  return { type: "RUN_ERROR", message: error.message, code: error.code, metadata: { tanstack } }
 }
 
 function wireUsage(usage: Usage) {
