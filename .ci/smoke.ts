@@ -2,7 +2,11 @@
 // fake provider on 127.0.0.1 it holds 1,000 simultaneous streams.
 import { upstreamFetch } from "../upstream/transport"
 
-const binary = process.argv[2] ?? "./dist/sidechat"
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+
+const binary = resolve(process.argv[2] ?? "./dist/sidechat")
 const children: Bun.Subprocess[] = []
 const fail = (message: string): never => {
   for (const child of children) child.kill()
@@ -10,10 +14,11 @@ const fail = (message: string): never => {
   process.exit(1)
 }
 
-async function start(env: Record<string, string>): Promise<string> {
+async function start(env: Record<string, string>, cwd?: string): Promise<string> {
   const port = 20000 + Math.floor(Math.random() * 20000)
   children.push(
     Bun.spawn([binary], {
+      cwd,
       env: { PATH: process.env.PATH ?? "", PORT: String(port), HOST: "127.0.0.1", ...env },
       stdout: "ignore",
       stderr: "inherit",
@@ -43,6 +48,17 @@ try {
   const body = await (await chat(mock, "hello binary")).text()
   if (!body.includes("hello binary") || !body.endsWith("data: [DONE]\n\n")) fail(`unexpected chat stream:\n${body}`)
 
+  // The binary reads .env from its working directory, and on purpose not bunfig.toml (a preload
+  // there would run code inside sidechat).
+  const dir = mkdtempSync(join(tmpdir(), "sidechat-smoke-"))
+  writeFileSync(join(dir, ".env"), "DEFAULT_PROVIDER=openai\n")
+  writeFileSync(join(dir, "preload.ts"), `require("node:fs").writeFileSync(${JSON.stringify(join(dir, "preloaded"))}, "yes")\n`)
+  writeFileSync(join(dir, "bunfig.toml"), 'preload = ["./preload.ts"]\n')
+  const local = await start({}, dir)
+  const seen = (await (await fetch(`${local}/health`)).json()) as { defaultProvider: string }
+  if (seen.defaultProvider !== "openai") fail(`.env in the working directory was not read: ${JSON.stringify(seen)}`)
+  if (existsSync(join(dir, "preloaded"))) fail("bunfig.toml in the working directory was read (its preload ran)")
+
   let reached = 0
   const head = `event: message_start\ndata: ${JSON.stringify({ type: "message_start", message: { id: "m", type: "message", role: "assistant", model: "smoke", content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } } })}\n\n`
   const provider = Bun.serve({
@@ -60,6 +76,9 @@ try {
     ANTHROPIC_API_KEY: "sk-ant-smoke-000000000000000000",
     ANTHROPIC_BASE_URL: `http://127.0.0.1:${provider.port}`,
     PROVIDER_MAX_RETRIES: "0",
+    // One load client on one address: per-client limits would refuse it.
+    RATE_LIMIT_PER_MINUTE: "0",
+    MAX_STREAMS_PER_CLIENT: "0",
   })
   const controller = new AbortController()
   const streams = Array.from({ length: 1000 }, () => chat(live, "many", controller.signal).catch(() => undefined))
@@ -69,7 +88,9 @@ try {
   await Promise.all(streams)
   provider.stop(true)
   if (reached < 1000) fail(`only ${reached} of 1000 simultaneous streams reached the provider`)
-  console.log(`smoke: ok (${binary}: /health, a mock chat of ${body.length} bytes, 1000 simultaneous streams)`)
+  console.log(
+    `smoke: ok (${binary}: /health, a mock chat of ${body.length} bytes, .env read and bunfig.toml not, 1000 simultaneous streams)`,
+  )
 } finally {
   for (const child of children) child.kill()
 }

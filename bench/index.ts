@@ -83,6 +83,9 @@ const parsed = parseConfig({
   ANTHROPIC_API_KEY: "sk-ant-bench-0000000000000000",
   ANTHROPIC_BASE_URL: upstreamURL,
   PROVIDER_MAX_RETRIES: "0",
+  // One load client on one address: per-client limits would refuse it.
+  RATE_LIMIT_PER_MINUTE: "0",
+  MAX_STREAMS_PER_CLIENT: "0",
 })
 if (!parsed.ok) throw new Error(parsed.problems.join("; "))
 const handler = createHandler({ config: parsed.value, providers: createProviders(parsed.value) })

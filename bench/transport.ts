@@ -10,6 +10,8 @@ const DELTAS = 2000
 const ENTRY = new URL("transport-server.ts", import.meta.url).pathname
 
 const provider = startStreamingProvider()
+/** One load client on one address: per-client limits would refuse it. */
+const UNLIMITED = { RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_CLIENT: "0" }
 const candidates: [string, Record<string, string>][] = [
   ["node:http (sidechat's)", { BENCH_TRANSPORT: "node" }],
   ["Bun fetch, default cap", { BENCH_TRANSPORT: "bun" }],
@@ -74,7 +76,7 @@ async function held(env: Record<string, string>, count: number): Promise<number>
     },
   })
   const server = await spawnSidechat(
-    { ...env, ANTHROPIC_API_KEY: "sk-ant-bench-00000000", ANTHROPIC_BASE_URL: `http://127.0.0.1:${holding.port}` },
+    { ...env, ...UNLIMITED, ANTHROPIC_API_KEY: "sk-ant-bench-00000000", ANTHROPIC_BASE_URL: `http://127.0.0.1:${holding.port}` },
     ENTRY,
   )
   const { upstreamFetch } = await import("../upstream/transport")
@@ -105,6 +107,9 @@ for (const [name, env] of candidates) {
       ANTHROPIC_API_KEY: "sk-ant-bench-00000000",
       ANTHROPIC_BASE_URL: provider.url,
       PROVIDER_MAX_RETRIES: "0",
+      // One load client on one address: per-client limits would refuse it.
+      RATE_LIMIT_PER_MINUTE: "0",
+      MAX_STREAMS_PER_CLIENT: "0",
     },
     ENTRY,
   )
