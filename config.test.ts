@@ -63,4 +63,44 @@ describe("config", () => {
     expect(matchesPattern("gpt-4.1", "gpt-401")).toBe(false)
     expect(matchesPattern("http://localhost:*", "http://localhost:5173")).toBe(true)
   })
+
+  test("the hardening settings: defaults, and every bad value listed", () => {
+    const parsed = parseConfig({})
+    if (!parsed.ok) throw new Error(parsed.problems.join())
+    expect(parsed.value).toMatchObject({
+      authTokens: [],
+      byok: "off",
+      providerErrors: "in-band",
+      shutdownGraceMs: 25_000,
+      trustProxy: false,
+    })
+    const bad = parseConfig({
+      AUTH_TOKEN: "short",
+      BYOK: "maybe",
+      FALLBACK: "gemini:pro",
+      CORS_ORIGINS: "localhost:3000,https://*.ok.example",
+      TRUST_PROXY: "yes",
+      MAX_STREAMS: "0",
+    })
+    expect(bad.ok).toBe(false)
+    if (!bad.ok) {
+      expect(bad.problems).toHaveLength(6)
+      expect(bad.problems.join("\n")).toContain('"localhost:3000"')
+    }
+    const fallback = parseConfig({ FALLBACK: "openai:gpt-5.4-mini", AUTH_TOKEN: "one-0123456789abcdef, two-0123456789abcdef" })
+    if (!fallback.ok) throw new Error(fallback.problems.join())
+    expect(fallback.value.fallback).toEqual({ provider: "openai", model: "gpt-5.4-mini" })
+    expect(fallback.value.authTokens).toEqual(["one-0123456789abcdef", "two-0123456789abcdef"])
+  })
+
+  test("env.example parses as it stands, and names every setting config.ts reads", async () => {
+    const example = await Bun.file(new URL("env.example", import.meta.url)).text()
+    const env = Object.fromEntries([...example.matchAll(/^([A-Z_]+)=(.*)$/gm)].map((m) => [m[1], m[2]]))
+    const parsed = parseConfig(env)
+    expect(parsed.ok ? [] : parsed.problems).toEqual([])
+    const source = await Bun.file(new URL("config.ts", import.meta.url)).text()
+    const read = [...source.matchAll(/(?:str|int|num|list|key|oneOf)\("([A-Z_]+)"/g)].map((m) => m[1] as string)
+    expect(read.length).toBeGreaterThan(30)
+    expect(read.filter((name) => !example.includes(name))).toEqual([])
+  })
 })

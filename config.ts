@@ -161,6 +161,9 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
 
   const modelSettings = parseModelSettings(str("MODEL_SETTINGS"), problems)
   const cors = list("CORS_ORIGINS") ?? ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+  for (const origin of cors)
+    if (origin !== "*" && !/^[a-z][a-z0-9+.-]*:\/\/([^/:*]+|\*(\.[^/:*]+)+|\[[^\]]+\])(:(\d+|\*))?\/?$/i.test(origin))
+      problems.push(`CORS_ORIGINS: ${JSON.stringify(origin)} is not scheme://host[:port] (with * for one host label or any port)`)
 
   const value: Config = {
     port: int("PORT", 8080, 0, 65535),
