@@ -136,6 +136,7 @@ describe("retries happen only before the first byte", () => {
       message: "Anthropic is rate limiting requests right now; please try again in 1 s",
     })
     expect(list.at(-1)?.metadata?.tanstack).toMatchObject({ retryAfter: 1 })
+    expect(sidechat.outcomes.at(-1)).toMatchObject({ status: 200, end: "error", code: "rate_limited", retries: 1 })
   })
 
   test("a request the provider refuses for what it is (400) is not retried", async () => {
