@@ -46,6 +46,14 @@ export type Config = {
   shutdownGraceMs: number
   /** Whether X-Forwarded-For's last hop names the client (only behind a reverse proxy). */
   trustProxy: boolean
+  logLevel: "debug" | "info" | "warn" | "error"
+  /** Unset: pretty on a terminal, JSON otherwise. */
+  logFormat?: "json" | "pretty"
+  /** Debugging only: log the messages of each request at debug level. */
+  logContent: boolean
+  pricesFile?: string
+  /** OpenTelemetry export, on when an OTLP endpoint is set. */
+  otel?: { endpoint: string; headers: Record<string, string>; serviceName: string; scheduleDelayMs: number }
 }
 
 export type ByokMode = "off" | "optional" | "required"
@@ -201,10 +209,49 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     providerErrors: oneOf("PROVIDER_ERRORS", ["in-band", "status"] as const, "in-band"),
     shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 25_000, 0, 3_600_000),
     trustProxy: oneOf("TRUST_PROXY", ["off", "on"] as const, "off") === "on",
+    logLevel: oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
+    logFormat: str("LOG_FORMAT") === undefined ? undefined : oneOf("LOG_FORMAT", ["json", "pretty"] as const, "json"),
+    logContent: oneOf("LOG_CONTENT", ["off", "on"] as const, "off") === "on",
+    pricesFile: str("PRICES_FILE"),
+    otel: parseOtel(env, str, int, problems),
   }
   for (const token of value.authTokens)
     if (token.length < 16) problems.push(`AUTH_TOKEN: every token needs at least 16 characters; one has ${token.length}`)
   return problems.length ? { ok: false, problems } : { ok: true, value, warnings }
+}
+
+/**
+ * The standard OpenTelemetry variables: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as it is,
+ * OTEL_EXPORTER_OTLP_ENDPOINT gets `/v1/traces` appended (as the specification says).
+ */
+function parseOtel(
+  env: Record<string, string | undefined>,
+  str: (name: string) => string | undefined,
+  int: (name: string, fallback: number, min: number, max: number) => number,
+  problems: string[],
+): Config["otel"] {
+  const traces = str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+  const base = str("OTEL_EXPORTER_OTLP_ENDPOINT")
+  const endpoint = traces ?? (base && `${base.replace(/\/+$/, "")}/v1/traces`)
+  if (!endpoint) return undefined
+  if (!URL.canParse(endpoint)) {
+    problems.push(
+      `${traces ? "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" : "OTEL_EXPORTER_OTLP_ENDPOINT"}=${JSON.stringify(traces ?? base)}: not a URL`,
+    )
+    return undefined
+  }
+  const headers: Record<string, string> = {}
+  for (const pair of (env.OTEL_EXPORTER_OTLP_HEADERS ?? "").split(",").filter((item) => item.trim())) {
+    const at = pair.indexOf("=")
+    if (at < 1) problems.push("OTEL_EXPORTER_OTLP_HEADERS: expected key=value pairs separated by commas")
+    else headers[decodeURIComponent(pair.slice(0, at).trim())] = decodeURIComponent(pair.slice(at + 1).trim())
+  }
+  return {
+    endpoint,
+    headers,
+    serviceName: str("OTEL_SERVICE_NAME") ?? "sidechat",
+    scheduleDelayMs: int("OTEL_BSP_SCHEDULE_DELAY", 5000, 10, 600_000),
+  }
 }
 
 /** `FALLBACK=openai` or `FALLBACK=openai:gpt-5.4-mini`. */

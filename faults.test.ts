@@ -7,6 +7,8 @@ import { chunk, eventStreamHead, type RawProvider, startRawProvider } from "./fi
 import { dataOf, post, type Sidechat, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
 import { parseConfig } from "./config"
 import { createHandler } from "./index"
+import { createObserver } from "./observe"
+import { createLogger } from "./observe/log"
 import type { Part } from "./parts"
 import type { ChatRequest } from "./request"
 import type { Providers } from "./upstream"
@@ -191,7 +193,7 @@ describe("faults before the first byte (in-band, the default)", () => {
       expect(await sent).toBe("aborted")
       await Bun.sleep(1500)
       expect(raw.requests() - requests).toBe(1)
-      expect(retrying.log).toEqual([expect.stringMatching(/^POST \/chat 499 agui anthropic\/\S+ cancelled \d+ms$/)])
+      expect(retrying.log).toEqual([expect.stringMatching(/^POST \/chat 499 agui anthropic\/\S+ cancelled retries=1 \d+ms$/)])
     } finally {
       retrying.stop()
     }
@@ -225,16 +227,24 @@ describe("containment: a bug inside one stream's machinery ends that stream only
   })
   const parsed = parseConfig({ ...TEST_KEYS })
   if (!parsed.ok) throw new Error(parsed.problems.join("; "))
+  const config = parsed.value
+  /** An observer whose log lines the test reads; `bugs` are the loud ones. */
+  const capture = () => {
+    const lines: Record<string, unknown>[] = []
+    const logger = createLogger({ level: "debug", format: "json", write: (line) => lines.push(JSON.parse(line)) })
+    const bugs = () => lines.filter((line) => line.level === "error" && String(line.msg).startsWith("BUG"))
+    return { bugs, observer: createObserver({ config, logger }) }
+  }
 
   test.each(["agui", "legacy"] as const)("%s: an encoder throw becomes the final error event and a loud log line", async (generation) => {
-    const reports: string[] = []
+    const { bugs, observer } = capture()
     const providers = scripted(async function* (request) {
       yield { type: "start", model: request.model }
       yield { type: "text", delta: "fine so far" }
       // A part no encoder knows: its `unreachable` throws inside the wire encoder.
       yield { type: "no-such-part" } as unknown as Part
     })
-    const handler = createHandler({ config: parsed.value, providers, report: (what) => reports.push(what) })
+    const handler = createHandler({ config: parsed.value, providers, observer })
     const body = generation === "agui" ? agui("anthropic") : { messages: [{ role: "user", content: "hi" }] }
     const response = await handler(
       new Request("http://sidechat.test/chat", {
@@ -249,11 +259,12 @@ describe("containment: a bug inside one stream's machinery ends that stream only
       expect(events.at(-2)).toMatchObject({ type: "error", error: { code: "internal_error" } })
       expect(events.at(-1) as unknown).toBe("[DONE]")
     }
-    expect(reports).toHaveLength(1)
+    expect(bugs()).toHaveLength(1)
+    expect(bugs()[0]).toMatchObject({ level: "error", msg: "BUG: stream failed inside sidechat", requestId: expect.any(String) })
   })
 
   test("a converter throw is reported, and a stream beside it completes untouched", async () => {
-    const reports: unknown[] = []
+    const { bugs, observer } = capture()
     const gate = Promise.withResolvers<void>()
     const providers = scripted(async function* (request) {
       yield { type: "start", model: request.model }
@@ -262,7 +273,7 @@ describe("containment: a bug inside one stream's machinery ends that stream only
       if (JSON.stringify(request.messages).includes("break")) throw new TypeError("a bug in a converter")
       yield { type: "finish", reason: "stop", usage: { inputTokens: 1, outputTokens: 1 } }
     })
-    const handler = createHandler({ config: parsed.value, providers, report: (_what, error) => reports.push(error) })
+    const handler = createHandler({ config: parsed.value, providers, observer })
     const send = (content: string) =>
       handler(
         new Request("http://sidechat.test/chat", {
@@ -276,6 +287,6 @@ describe("containment: a bug inside one stream's machinery ends that stream only
     gate.resolve()
     expect((dataOf(await broken) as Event[]).at(-1)).toMatchObject({ type: "RUN_ERROR", code: "internal_error" })
     expect((dataOf(await healthy) as Event[]).at(-1)).toMatchObject({ type: "RUN_FINISHED" })
-    expect(reports).toEqual([new TypeError("a bug in a converter")])
+    expect(bugs().map((line) => line.error)).toEqual([expect.objectContaining({ name: "TypeError", message: "a bug in a converter" })])
   })
 })

@@ -71,7 +71,15 @@ describe("SIGTERM drains", () => {
     // The held streams waited for the grace period, no longer than it takes to end them.
     expect(performance.now() - signalled).toBeGreaterThanOrEqual(950)
     expect(performance.now() - signalled).toBeLessThan(4000)
-    expect(sidechat.stdout.filter((line) => line.startsWith("POST /chat 200"))).toHaveLength(4)
+    expect(sidechat.requests().map((record) => [record.status, record.end])).toEqual(
+      expect.arrayContaining([
+        [200, "complete"],
+        [200, "complete"],
+        [200, "shutdown"],
+        [200, "shutdown"],
+        [503, "refused"],
+      ]),
+    )
   }, 15_000)
 
   test("with no stream open, SIGINT exits 0 at once", async () => {

@@ -464,12 +464,13 @@ describe("current (AG-UI) clients", () => {
 
   test("a mid-stream provider error is the last event: RUN_ERROR with code and ids", async () => {
     fake.respond(() => transcript("anthropic-error"))
-    const events = dataOf(await (await post(sidechat.url, run("hi"))).text()) as Record<string, unknown>[]
+    const response = await post(sidechat.url, run("hi"), { "x-request-id": "bug-report-42" })
+    const events = dataOf(await response.text()) as Record<string, unknown>[]
     expect(events.at(-1)).toEqual({
       type: "RUN_ERROR",
       message: "Anthropic is overloaded right now; please try again in a moment",
       code: "provider_overloaded",
-      metadata: { tanstack: { threadId: "thread-9", runId: "run-9" } },
+      metadata: { tanstack: { threadId: "thread-9", runId: "run-9", requestId: "bug-report-42" } },
     })
   })
 

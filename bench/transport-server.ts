@@ -2,6 +2,8 @@
 // so the transports can be compared in one run. Not for production: index.ts always uses node:http.
 import { parseConfig } from "../config"
 import { createHandler } from "../index"
+import { createObserver } from "../observe"
+import { createLogger } from "../observe/log"
 import { createProviders } from "../upstream"
 import { createTransport, type Fetch } from "../upstream/transport"
 
@@ -25,6 +27,7 @@ async function transport(name: string | undefined): Promise<Fetch> {
 }
 
 const providers = createProviders(config, await transport(process.env.BENCH_TRANSPORT))
-const handler = createHandler({ config, providers, log: (line) => console.log(line) })
+const observer = createObserver({ config, logger: createLogger({ level: "info", format: "json" }) })
+const handler = createHandler({ config, providers, observer })
 const server = Bun.serve({ port: config.port, hostname: config.host, fetch: (request, srv) => handler(request, srv) })
 console.log(`sidechat (transport ${process.env.BENCH_TRANSPORT ?? "node"}) listening on http://${server.hostname}:${server.port}`)

@@ -5,8 +5,11 @@ import { REDACTED_PREFIX } from "../request"
 
 export type AguiEvent = { type: string } & Record<string, unknown>
 
-/** `extra` adds to the final event's `metadata.tanstack` (fallback, request id), read when it is written. */
-export type Run = { threadId: string; runId: string; model: string; extra?: () => Record<string, unknown> }
+/**
+ * `extra` is told the final part (finish or error) and the answering model when the final event is
+ * built, and returns what to add to its `metadata.tanstack` (request id, fallback, cost).
+ */
+export type Run = { threadId: string; runId: string; model: string; extra?: (final: Part, model: string) => Record<string, unknown> }
 
 /**
  * Encodes one run: RUN_STARTED first; text, tool calls and each reasoning block (inside its own
@@ -86,11 +89,11 @@ export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): A
           threadId,
           runId,
           usage: [wireUsage(part.usage)],
-          metadata: { tanstack: { finishReason: part.reason, model, ...run.extra?.() } },
+          metadata: { tanstack: { finishReason: part.reason, model, ...run.extra?.(part, model) } },
         }
         return
       case "error":
-        yield aguiError(run, part)
+        yield aguiError(run, part, model)
         return
       default:
         unreachable(part)
@@ -99,9 +102,9 @@ export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): A
 }
 
 /** A run's last event when it fails; nothing may follow it. */
-export function aguiError(run: Run, error: ErrorPart): AguiEvent {
+export function aguiError(run: Run, error: ErrorPart, model = run.model): AguiEvent {
   const retryAfter = error.retryAfter && { retryAfter: error.retryAfter }
-  const tanstack = { threadId: run.threadId, runId: run.runId, ...retryAfter, ...run.extra?.() }
+  const tanstack = { threadId: run.threadId, runId: run.runId, ...retryAfter, ...run.extra?.(error, model) }
   return { type: "RUN_ERROR", message: error.message, code: error.code, metadata: { tanstack } }
 }
 

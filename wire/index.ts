@@ -6,7 +6,7 @@ import { aguiError, toAgui } from "./agui"
 import { legacyError, toLegacy } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
-type Extra = () => Record<string, unknown>
+type Extra = (final: Part, model: string) => Record<string, unknown>
 
 export type Wire = {
   /** `extra` adds to the final event's metadata where the generation has any (AG-UI's `metadata.tanstack`). */
@@ -21,7 +21,7 @@ export type Wire = {
   contentType: string
 }
 
-const legacy = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest) => toLegacy(parts, ctx, request.model)
+const legacy = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest, extra?: Extra) => toLegacy(parts, ctx, request.model, extra)
 const runOf = (request: ChatRequest, extra?: Extra) => ({
   threadId: request.threadId ?? "",
   runId: request.runId ?? "",
@@ -37,7 +37,10 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       // Legacy clients warn on every comment line but drop blank lines silently (WIRE.md §2.2).
       return {
         encode: legacy,
-        failure: (error, ctx, request) => legacyError({ id: ctx.newId("chatcmpl"), model: request.model, timestamp: ctx.now() }, error),
+        failure: (error, ctx, request, extra) => {
+          extra?.(error, request.model)
+          return legacyError({ id: ctx.newId("chatcmpl"), model: request.model, timestamp: ctx.now() }, error)
+        },
         frame: sse ? sseFrame : ndjsonFrame,
         trailer: sse ? "data: [DONE]\n\n" : "",
         heartbeat: "\n",

@@ -12,7 +12,13 @@ export type LegacyChunk = Meta & Record<string, unknown> & { type: string }
  * are sent as increments, and each finished tool call is announced with `tool-input-available`
  * after `done`, which is what makes the client run it (§2.5).
  */
-export async function* toLegacy(parts: AsyncIterable<Part>, ctx: Ctx, model: string): AsyncGenerator<LegacyChunk> {
+export async function* toLegacy(
+  parts: AsyncIterable<Part>,
+  ctx: Ctx,
+  model: string,
+  /** Told the final part and the answering model; legacy chunks have nowhere to put metadata. */
+  onFinal?: (final: Part, model: string) => unknown,
+): AsyncGenerator<LegacyChunk> {
   const meta = (): Meta => ({ id, model, timestamp: ctx.now() })
   const id = ctx.newId("chatcmpl")
   let segment = ""
@@ -56,6 +62,7 @@ export async function* toLegacy(parts: AsyncIterable<Part>, ctx: Ctx, model: str
         ready.push({ id: part.id, name: part.name, input: part.input })
         break
       case "finish": {
+        onFinal?.(part, model)
         const { inputTokens, outputTokens } = part.usage
         const usage = { promptTokens: inputTokens, completionTokens: outputTokens, totalTokens: inputTokens + outputTokens }
         yield { type: "done", ...meta(), finishReason: part.reason, usage }
@@ -64,6 +71,7 @@ export async function* toLegacy(parts: AsyncIterable<Part>, ctx: Ctx, model: str
         break
       }
       case "error":
+        onFinal?.(part, model)
         yield legacyError(meta(), part)
         return
       default:
