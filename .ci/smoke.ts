@@ -59,6 +59,27 @@ try {
   if (seen.defaultProvider !== "openai") fail(`.env in the working directory was not read: ${JSON.stringify(seen)}`)
   if (existsSync(join(dir, "preloaded"))) fail("bunfig.toml in the working directory was read (its preload ran)")
 
+  // Tracing lives in a chunk of its own that loads only when an endpoint is set; it must load.
+  let spans = 0
+  const receiver = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(request) {
+      const body = (await request.json()) as { resourceSpans?: { scopeSpans: { spans: unknown[] }[] }[] }
+      for (const resource of body.resourceSpans ?? []) for (const scope of resource.scopeSpans) spans += scope.spans.length
+      return Response.json({})
+    },
+  })
+  const traced = await start({
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}`,
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+    MOCK_DELAY_MS: "0",
+  })
+  await (await chat(traced, "trace me")).text()
+  for (let i = 0; i < 60 && spans === 0; i++) await Bun.sleep(50)
+  receiver.stop(true)
+  if (spans === 0) fail("the binary sent no span to the OTLP receiver")
+
   let reached = 0
   const head = `event: message_start\ndata: ${JSON.stringify({ type: "message_start", message: { id: "m", type: "message", role: "assistant", model: "smoke", content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } } })}\n\n`
   const provider = Bun.serve({
@@ -89,7 +110,7 @@ try {
   provider.stop(true)
   if (reached < 1000) fail(`only ${reached} of 1000 simultaneous streams reached the provider`)
   console.log(
-    `smoke: ok (${binary}: /health, a mock chat of ${body.length} bytes, .env read and bunfig.toml not, 1000 simultaneous streams)`,
+    `smoke: ok (${binary}: /health, a mock chat of ${body.length} bytes, .env read and bunfig.toml not, a span exported, 1000 simultaneous streams)`,
   )
 } finally {
   for (const child of children) child.kill()
