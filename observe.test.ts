@@ -218,6 +218,20 @@ test("without PRICES_FILE there is no cost anywhere, never a made-up price", asy
   }
 })
 
+test("LOG_CONTENT=on (a debugging setting, off by default) logs the messages at debug level", async () => {
+  const debugging = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: fake.url, LOG_CONTENT: "on" })
+  const quiet = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: fake.url })
+  try {
+    for (const server of [debugging, quiet]) await (await post(server.url, { messages: [{ role: "user", content: PROMPT_SECRET }] })).text()
+    const logged = debugging.written.map((line) => JSON.parse(line)).find((line) => line.msg === "request content")
+    expect(logged).toMatchObject({ level: "debug", messages: [{ role: "user", content: [{ type: "text", text: PROMPT_SECRET }] }] })
+    expect(quiet.written.join("\n")).not.toContain(PROMPT_SECRET)
+  } finally {
+    debugging.stop()
+    quiet.stop()
+  }
+})
+
 describe("metrics", () => {
   const scrape = async () => (await fetch(`${sidechat.url}/metrics`)).text()
   const value = (text: string, series: string) => {
