@@ -1,7 +1,16 @@
-// The command line: --help, --version, --print-config, and flags for the main settings.
+// The command line and start-up: --help, --version, --print-config, flags for the main settings;
+// then the configuration is checked, the server starts, and signals drain it.
 // Precedence: flags > environment > .env (Bun loads it without overriding the environment) > defaults.
 import { parseArgs } from "node:util"
-import { type Config, maskKey } from "./config"
+import { type Config, maskKey, parseConfig } from "./config"
+import { httpError } from "./edge/http-error"
+import { createHandler } from "./index"
+import { createObserver } from "./observe"
+import { createLogger } from "./observe/log"
+import { loadPrices } from "./observe/prices"
+import pkg from "./package.json"
+import { checkToolList, type ToolDecl } from "./schema"
+import { createProviders } from "./upstream"
 
 /** Each flag sets the environment variable of the same name; secrets have no flag (argv is public). */
 const FLAGS = {
@@ -79,4 +88,125 @@ export function printableConfig(config: Config): string {
     authTokens: config.authTokens.map(maskKey),
   }
   return JSON.stringify(masked, null, 2)
+}
+
+/** Reads TOOLS_FILE: a JSON array of `{ name, description, parameters }` declared to every provider call. */
+export async function loadServerTools(path: string | undefined): Promise<{ ok: true; value: ToolDecl[] } | { ok: false; problem: string }> {
+  if (!path) return { ok: true, value: [] }
+  const file = Bun.file(path)
+  if (!(await file.exists())) return { ok: false, problem: `TOOLS_FILE=${path}: no such file` }
+  let json: unknown
+  try {
+    json = await file.json()
+  } catch (error) {
+    return { ok: false, problem: `TOOLS_FILE=${path}: not JSON (${(error as Error).message})` }
+  }
+  const checked = checkToolList(json)
+  return checked.ok ? checked : { ok: false, problem: `TOOLS_FILE=${path}: ${checked.error.path || "(root)"} ${checked.error.message}` }
+}
+
+/** `bun run index.ts` and the binary start here. */
+export async function main() {
+  const command = parseCommand(process.argv.slice(2), Bun.env)
+  if (command.kind === "help") return console.log(usage(pkg.version))
+  if (command.kind === "version") return console.log(pkg.version)
+  // Until the configuration is read, the format comes from LOG_FORMAT as given, else the terminal.
+  const asked = command.kind === "serve" ? command.env.LOG_FORMAT : undefined
+  const boot = createLogger({
+    level: "info",
+    format: asked === "json" || asked === "pretty" ? asked : process.stdout.isTTY ? "pretty" : "json",
+  })
+  if (command.kind === "error") {
+    boot.error(`sidechat: ${command.message}`)
+    process.exit(2)
+  }
+  const parsed = parseConfig(command.env)
+  if (!parsed.ok) {
+    boot.error(`sidechat: cannot start:\n${parsed.problems.map((p) => `  - ${p}`).join("\n")}`, { problems: parsed.problems })
+    process.exit(1)
+  }
+  const config = parsed.value
+  if (command.printConfig) return console.log(printableConfig(config))
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat ?? (process.stdout.isTTY ? "pretty" : "json") })
+  const [tools, prices] = await Promise.all([loadServerTools(config.toolsFile), loadPrices(config.pricesFile)])
+  const problems = [tools, prices].flatMap((loaded) => (loaded.ok ? [] : [loaded.problem]))
+  if (!tools.ok || !prices.ok) {
+    logger.error(`sidechat: cannot start:\n${problems.map((p) => `  - ${p}`).join("\n")}`, { problems })
+    process.exit(1)
+  }
+  for (const warning of parsed.warnings) logger.warn(`sidechat: ${warning}`)
+  // Containment: a throw that escapes one stream's machinery is a bug to see, not a reason to end
+  // every other stream; the process logs it loudly and carries on.
+  process.on("uncaughtException", (error) => logger.error("BUG: uncaught exception (sidechat carries on)", { error }))
+  process.on("unhandledRejection", (error) => logger.error("BUG: unhandled rejection (sidechat carries on)", { error }))
+  // Loaded only when configured: without tracing, no OpenTelemetry module is evaluated.
+  const tracing = config.otel ? await (await import("./observe/trace")).createTracing(config.otel, pkg.version) : undefined
+  const observer = createObserver({ config, logger, prices: prices.value, tracing })
+  const providers = createProviders(config)
+  const handler = createHandler({ config, providers, serverTools: tools.value, observer })
+  const server = Bun.serve({
+    port: config.port,
+    hostname: config.host,
+    // Bun's own limit answers with an empty 413 no client can read; readJson answers every size.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    fetch: (request, srv) => handler(request, srv),
+    error(error) {
+      logger.error("BUG: Bun.serve caught an error", { error })
+      return httpError({ status: 500, code: "internal_error", message: "sidechat failed while handling the request" })
+    },
+  })
+
+  let stopping = false
+  const stop = async (signal: string) => {
+    if (stopping) {
+      logger.warn(`sidechat: ${signal} again: exiting now`, { signal })
+      process.exit(1)
+    }
+    stopping = true
+    logger.info(`sidechat: ${signal}: draining (up to ${config.shutdownGraceMs} ms for open streams)`, {
+      signal,
+      graceMs: config.shutdownGraceMs,
+    })
+    await handler.shutdown(config.shutdownGraceMs)
+    await server.stop(true)
+    await tracing?.shutdown()
+    logger.info("sidechat: stopped")
+    process.exit(0)
+  }
+  process.on("SIGTERM", () => void stop("SIGTERM"))
+  process.on("SIGINT", () => void stop("SIGINT"))
+
+  const url = `http://${server.hostname}:${server.port}`
+  const mask = (key?: string) => (key ? maskKey(key) : undefined)
+  logger.info(`sidechat ${pkg.version} listening on ${url}`, { version: pkg.version, url })
+  logger.info(`  anthropic: ${providers.modes.anthropic}, default model ${config.anthropic.model}`, {
+    provider: "anthropic",
+    mode: providers.modes.anthropic,
+    key: mask(config.anthropic.apiKey),
+    model: config.anthropic.model,
+  })
+  logger.info(
+    `  openai:    ${providers.modes.openai}, default model ${config.openai.model}${config.openai.baseURL ? ` at ${config.openai.baseURL}` : ""}`,
+    {
+      provider: "openai",
+      mode: providers.modes.openai,
+      key: mask(config.openai.apiKey),
+      model: config.openai.model,
+      baseURL: config.openai.baseURL,
+    },
+  )
+  const mocked = providers.modes[config.defaultProvider] === "mock"
+  logger.info(`  default provider: ${config.defaultProvider}${mocked ? " (mocked: no key set, replies are canned)" : ""}`, {
+    defaultProvider: config.defaultProvider,
+    mocked,
+  })
+  const tokens = config.authTokens.length
+  logger.info(`  auth: ${tokens ? `bearer (${tokens} token${tokens > 1 ? "s" : ""})` : "off"}, BYOK: ${config.byok}`, {
+    auth: tokens > 0,
+    byok: config.byok,
+    tracing: config.otel ? config.otel.endpoint : "off",
+    prices: prices.value.length,
+  })
+  if (tools.value.length)
+    logger.info(`  server tools: ${tools.value.map((tool) => tool.name).join(", ")}`, { tools: tools.value.map((t) => t.name) })
 }

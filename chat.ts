@@ -1,0 +1,266 @@
+// The /chat route: a body becomes a ChatRequest, the provider's stream becomes parts, the parts
+// become the client generation's events, and those a streamed Response. It owns the live streams.
+import type { Config, ProviderName } from "./config"
+import { httpError } from "./edge/http-error"
+import type { Admit } from "./edge/limits"
+import { readJson } from "./edge/body"
+import type { Outcome } from "./index"
+import type { Observer } from "./observe"
+import type { Ctx, ErrorCode, ErrorPart, Part } from "./parts"
+import { detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
+import type { ToolDecl } from "./schema"
+import { streamResponse } from "./sse"
+import { guard, type Providers, providerLabel } from "./upstream"
+import { type Opened, openWithRetries } from "./upstream/attempts"
+import { createDeadline } from "./upstream/deadline"
+import { classifyError, errorPart } from "./upstream/errors"
+import { type Transport, wireFor } from "./wire"
+
+/** What a request has told us so far; `deferred` when a stream will record its end itself. */
+export type Trail = Omit<Outcome, "status" | "end" | "durationMs"> & { begun: number; startedAt: number; deferred: boolean }
+
+export type Server = { timeout(request: Request, seconds: number): void; requestIP?(request: Request): { address: string } | null }
+
+export type ChatDeps = {
+  config: Config
+  providers: Providers
+  serverTools: ToolDecl[]
+  ctx: () => Ctx
+  observer?: Observer
+  limits: Admit
+  /** Records the request's outcome once its stream has ended. */
+  record: (trail: Trail, status: number, end: Outcome["end"], code?: ErrorCode) => void
+  report: (what: string, error: unknown, requestId?: string) => void
+}
+
+export type Chat = {
+  handle(request: Request, url: URL, client: string, trail: Trail, server?: Server): Promise<Response>
+  /** Streams open right now. */
+  active(): number
+  /** Resolves once no stream is open. */
+  idle(): Promise<void>
+  /** Ends every open stream now with `part` as its final event. */
+  expireAll(part: ErrorPart): void
+}
+
+const BYOK_HEADERS: Record<string, string> = { anthropic: "x-byok-anthropic", openai: "x-byok-openai" }
+/** The BYOK request headers a browser's preflight must allow. */
+export const BYOK_HEADER_NAMES = Object.values(BYOK_HEADERS)
+const TIMEOUTS = new Set<ErrorCode>(["provider_timeout", "provider_stalled", "duration_exceeded"])
+
+export function createChat(deps: ChatDeps): Chat {
+  const { config, providers, serverTools, ctx, observer, limits, record, report } = deps
+  /** Live streams, each with the way to end it early (shutdown). */
+  const streams = new Set<{ expire: (part: ErrorPart) => void }>()
+  const drained = new Set<() => void>()
+
+  async function chat(request: Request, url: URL, client: string, trail: Trail, server?: Server): Promise<Response> {
+    const refuse = (error: HttpError) => {
+      // A client that left has nobody to refuse; whatever failed after it left is its departure.
+      if (request.signal.aborted) return cancelled()
+      trail.code = error.code
+      return httpError(error)
+    }
+    const cancelled = () => {
+      trail.code = undefined
+      return new Response(null, { status: 499 })
+    }
+
+    const body = await readJson(request, config.maxBodyBytes)
+    if (!body.ok) return refuse(body.error)
+    const transport = chooseTransport(url, request)
+    if (!transport.ok) return refuse(transport.error)
+    const generation = detectGeneration(body.value as Record<string, unknown>, request.headers, url)
+    if (!generation.ok) return refuse(generation.error)
+    trail.generation = generation.value
+    trail.transport = transport.value
+    const parsed = parseChatBody(generation.value, body.value, config, serverTools)
+    if (!parsed.ok) return refuse(parsed.error)
+    const chatRequest = parsed.value
+    trail.provider = chatRequest.provider
+    trail.model = chatRequest.model
+    trail.mocked = providers.modes[chatRequest.provider] === "mock"
+    if (config.logContent) observer?.logger.debug("request content", { requestId: trail.requestId, messages: chatRequest.messages })
+
+    const key = ownKey(request, chatRequest.provider)
+    trail.byok = Boolean(key)
+    if (key) trail.mocked = false
+    if (config.byok === "required" && !key && chatRequest.provider !== "mock") return byokMissing(chatRequest.provider, refuse)
+    const admitted = limits.admit(client)
+    if (!admitted.ok) {
+      const { retryAfter, ...refusal } = admitted.refusal
+      return refuse({ ...refusal, headers: { "retry-after": String(retryAfter) } })
+    }
+
+    // Thinking and slow first tokens can be quiet for longer than Bun's 10 s idle timer.
+    server?.timeout(request, 0)
+    const deadline = createDeadline(request.signal, config.timeouts, providerLabel(chatRequest.provider))
+    const fallback = config.fallback && {
+      provider: config.fallback.provider,
+      model: config.fallback.model ?? defaultModel(config, config.fallback.provider),
+    }
+    const onRetry = () => trail.retries++
+    const opening = openWithRetries(providers, chatRequest, deadline.signal, { retries: config.providerMaxRetries, fallback }, key, onRetry)
+    void opening.then(
+      (opened) => {
+        if (!opened.fallbackFrom) return
+        trail.fallbackFrom = `${opened.fallbackFrom.provider}/${opened.fallbackFrom.model}`
+        trail.provider = opened.served.provider
+        trail.model = opened.served.model
+        trail.mocked = providers.modes[opened.served.provider] === "mock"
+      },
+      () => {},
+    )
+    // Every error a stream ends on passes here (converters throw theirs), so the log knows it.
+    let error: ErrorPart | undefined
+    const classify = (thrown: unknown) => {
+      error = deadline.expired() ?? errorPart(thrown, providerLabel(trail.provider ?? chatRequest.provider))
+      if (error.code === "internal_error" && !request.signal.aborted) report(`stream failed inside sidechat`, thrown, trail.requestId)
+      return error
+    }
+    const firstContent = () => {
+      trail.ttftMs = Math.round(performance.now() - trail.begun)
+      deadline.contentArrived()
+    }
+    // Wait for the provider to accept for one heartbeat interval at most (so a refusal can still be
+    // an HTTP status); a slower provider gets a started stream, heartbeats and in-band errors.
+    const early = await settledWithin(opening, config.heartbeatMs)
+    const finish = () => {
+      admitted.release()
+      deadline.clear()
+    }
+    // The request's signal aborted the provider call too, so nothing is left open behind this.
+    if (request.signal.aborted) {
+      finish()
+      return cancelled()
+    }
+    let parts: AsyncIterable<Part>
+    if (early?.ok === false) {
+      const part = classify(early.error)
+      if (config.providerErrors === "status") {
+        finish()
+        const status = deadline.expired() ? 504 : classifyError(early.error, providerLabel(chatRequest.provider)).status
+        const retryAfter = part.retryAfter && { headers: { "retry-after": String(part.retryAfter) } }
+        return refuse({ status, code: part.code, message: part.message, ...retryAfter })
+      }
+      parts = only(part)
+    } else parts = guard(early ? early.value.parts : afterOpening(opening), classify, firstContent)
+
+    const wire = wireFor(chatRequest.generation, transport.value)
+    const context = ctx()
+    /** The final event's extras, and the moment usage and the finish reason are known. */
+    const final = (part: Part, model: string) => {
+      trail.responseModel = model
+      if (part.type === "finish") {
+        trail.usage = part.usage
+        trail.finishReason = part.reason
+        const cost = observer?.cost(trail.model ?? model, part.usage)
+        if (cost !== undefined) trail.costUsd = cost
+      }
+      return {
+        requestId: trail.requestId,
+        ...(trail.fallbackFrom && { fallback: { from: trail.fallbackFrom, to: `${trail.provider}/${trail.model}` } }),
+        ...(trail.costUsd !== undefined && { costUsd: trail.costUsd }),
+      }
+    }
+    const stream = { expire: deadline.expire }
+    streams.add(stream)
+    trail.deferred = true
+    return streamResponse(wire.encode(parts, context, chatRequest, final), {
+      frame: wire.frame,
+      trailer: wire.trailer,
+      fail: (thrown) => {
+        report("stream failed inside sidechat", thrown, trail.requestId)
+        error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
+        return wire.frame(wire.failure(error, context, chatRequest, final)) + wire.trailer
+      },
+      headers: {
+        "content-type": wire.contentType,
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+        "x-request-id": trail.requestId,
+      },
+      heartbeat: wire.heartbeat,
+      heartbeatMs: config.heartbeatMs,
+      signal: request.signal,
+      onClose: (end) => {
+        finish()
+        streams.delete(stream)
+        if (!streams.size) for (const resolve of drained) resolve()
+        if (end === "cancelled") return record(trail, 200, "cancelled")
+        if (!error) return record(trail, 200, "complete")
+        const how = error.code === "shutdown" ? "shutdown" : TIMEOUTS.has(error.code) ? "timeout" : "error"
+        record(trail, 200, how, error.code)
+      },
+    })
+  }
+
+  /** The caller's own provider key, when BYOK is on and the request carries one. */
+  function ownKey(request: Request, provider: ProviderName): string | undefined {
+    if (config.byok === "off") return undefined
+    const header = BYOK_HEADERS[provider]
+    return (header && request.headers.get(header)?.trim()) || undefined
+  }
+
+  return {
+    handle: chat,
+    active: () => streams.size,
+    idle: () => new Promise<void>((resolve) => (streams.size ? drained.add(resolve) : resolve())),
+    expireAll(part) {
+      for (const stream of streams) stream.expire(part)
+    },
+  }
+}
+
+/**
+ * BYOK=required and no key: TanStack's client turns exactly this 401 body into `ByokMissingError`,
+ * which asks the user for a key.
+ */
+function byokMissing(provider: ProviderName, refuse: (error: HttpError) => Response): Response {
+  const message = `Missing ${provider} API key`
+  const response = refuse({ status: 401, code: "byok_missing", message })
+  if (response.status !== 401) return response
+  return Response.json({ error: { type: "byok_missing", code: "byok_missing", provider, message } }, { status: 401 })
+}
+
+function defaultModel(config: Config, provider: ProviderName): string {
+  return provider === "mock" ? "sidechat-mock" : config[provider].model
+}
+
+/** A stream of one part: a failure before the first byte, told in-band. */
+async function* only(part: ErrorPart): AsyncGenerator<Part> {
+  yield part
+}
+
+type Settled<V> = { ok: true; value: V } | { ok: false; error: unknown }
+
+/** The promise's outcome if it settles within `ms`, else undefined (the promise keeps running). */
+async function settledWithin<V>(promise: Promise<V>, ms: number): Promise<Settled<V> | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const outcome = promise.then(
+    (value): Settled<V> => ({ ok: true, value }),
+    (error): Settled<V> => ({ ok: false, error }),
+  )
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms)
+  })
+  try {
+    return await Promise.race([outcome, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The parts of a provider stream that is still opening; `guard` turns a late refusal into an error part. */
+async function* afterOpening(opening: Promise<Opened>): AsyncGenerator<Part> {
+  yield* (await opening).parts
+}
+
+type Result<V> = { ok: true; value: V } | { ok: false; error: HttpError }
+
+function chooseTransport(url: URL, request: Request): Result<Transport> {
+  const asked = queryChoice(url, "transport", ["sse", "ndjson"] as const)
+  if (!asked.ok || asked.value) return asked as Result<Transport>
+  return { ok: true, value: request.headers.get("accept")?.includes("application/x-ndjson") ? "ndjson" : "sse" }
+}
