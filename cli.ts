@@ -2,7 +2,7 @@
 // then the configuration is checked, the server starts, and signals drain it.
 // Precedence: flags > environment > .env (Bun loads it without overriding the environment) > defaults.
 import { parseArgs } from "node:util"
-import { type Config, maskKey, parseConfig } from "./config"
+import { type Config, type Loaded, loadJsonSetting, maskKey, parseConfig } from "./config"
 import { httpError } from "./edge/http-error"
 import { createHandler } from "./index"
 import { createObserver } from "./observe"
@@ -91,18 +91,11 @@ export function printableConfig(config: Config): string {
 }
 
 /** Reads TOOLS_FILE: a JSON array of `{ name, description, parameters }` declared to every provider call. */
-export async function loadServerTools(path: string | undefined): Promise<{ ok: true; value: ToolDecl[] } | { ok: false; problem: string }> {
-  if (!path) return { ok: true, value: [] }
-  const file = Bun.file(path)
-  if (!(await file.exists())) return { ok: false, problem: `TOOLS_FILE=${path}: no such file` }
-  let json: unknown
-  try {
-    json = await file.json()
-  } catch (error) {
-    return { ok: false, problem: `TOOLS_FILE=${path}: not JSON (${(error as Error).message})` }
-  }
-  const checked = checkToolList(json)
-  return checked.ok ? checked : { ok: false, problem: `TOOLS_FILE=${path}: ${checked.error.path || "(root)"} ${checked.error.message}` }
+export function loadServerTools(path: string | undefined): Promise<Loaded<ToolDecl[]>> {
+  return loadJsonSetting("TOOLS_FILE", path, [] as ToolDecl[], (json) => {
+    const checked = checkToolList(json)
+    return checked.ok ? checked : { ok: false, problem: `${checked.error.path || "(root)"} ${checked.error.message}` }
+  })
 }
 
 /** `bun run index.ts` and the binary start here. */

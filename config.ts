@@ -294,6 +294,31 @@ function parseModelSettings(raw: string | undefined, problems: string[]): Record
   return settings
 }
 
+export type Loaded<V> = { ok: true; value: V } | { ok: false; problem: string }
+
+/**
+ * Reads a JSON file named by a setting (TOOLS_FILE, PRICES_FILE) and hands it to `check`; every
+ * problem names the setting and the path. No path: `empty`.
+ */
+export async function loadJsonSetting<V>(
+  name: string,
+  path: string | undefined,
+  empty: V,
+  check: (json: unknown) => { ok: true; value: V } | { ok: false; problem: string },
+): Promise<Loaded<V>> {
+  if (!path) return { ok: true, value: empty }
+  const file = Bun.file(path)
+  if (!(await file.exists())) return { ok: false, problem: `${name}=${path}: no such file` }
+  let json: unknown
+  try {
+    json = await file.json()
+  } catch (error) {
+    return { ok: false, problem: `${name}=${path}: not JSON (${(error as Error).message})` }
+  }
+  const checked = check(json)
+  return checked.ok ? checked : { ok: false, problem: `${name}=${path}: ${checked.problem}` }
+}
+
 /** Shows enough of a key to recognise it and never enough to use it. */
 export function maskKey(key: string): string {
   if (key.length < 16) return "****"

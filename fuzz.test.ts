@@ -2,21 +2,11 @@
 // no hang, no crash. Replay one case with FUZZ_SEED=<seed> FUZZ_CASE=<n>; FUZZ_CASES sets how many.
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
+import { seeded } from "./fixtures/seeded"
 
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const CASES = Number(process.env.FUZZ_CASES ?? 5000)
 const ONLY = process.env.FUZZ_CASE === undefined ? undefined : Number(process.env.FUZZ_CASE)
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
-}
 
 const SEEDS: unknown[] = [
   { messages: [{ role: "user", content: "hello" }] },

@@ -3,6 +3,7 @@
 // with SOAK_SEED=<seed>; make it longer with SOAK_SECONDS (CI runs the bounded default).
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
+import { seeded } from "./fixtures/seeded"
 import { answerText, type StreamingProvider, startStreamingProvider } from "./fixtures/streaming-provider"
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20)
@@ -12,18 +13,6 @@ const SEED = Number(process.env.SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31)
 const CLIENTS = 64
 const LONG = 2000
 const SHORT = 20
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
-}
 
 type HangUp = "never" | "before-headers" | "first-byte" | "mid-stream"
 type Plan = {

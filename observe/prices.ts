@@ -1,6 +1,6 @@
 // Usage accounting: an optional price table (PRICES_FILE) turns a request's tokens into an
 // estimated cost. Without one there are no cost fields anywhere, never made-up prices.
-import { matchesPattern } from "../config"
+import { type Loaded, loadJsonSetting, matchesPattern } from "../config"
 import type { Usage } from "../parts"
 
 /** US dollars per million tokens; `cached` prices cached input tokens, else they cost as input. */
@@ -11,30 +11,19 @@ export type Prices = { model: string; price: Price }[]
  * Reads `{ "<model or * pattern>": { "input": 3, "output": 15, "cached": 0.3 } }`. The first
  * matching entry in file order wins, so exact names go before patterns.
  */
-export async function loadPrices(path: string | undefined): Promise<{ ok: true; value: Prices } | { ok: false; problem: string }> {
-  if (!path) return { ok: true, value: [] }
-  const file = Bun.file(path)
-  if (!(await file.exists())) return { ok: false, problem: `PRICES_FILE=${path}: no such file` }
-  let json: unknown
-  try {
-    json = await file.json()
-  } catch (error) {
-    return { ok: false, problem: `PRICES_FILE=${path}: not JSON (${(error as Error).message})` }
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json))
-    return { ok: false, problem: `PRICES_FILE=${path}: expected an object keyed by model` }
-  const prices: Prices = []
-  for (const [model, entry] of Object.entries(json)) {
-    const { input, output, cached, ...rest } = (entry ?? {}) as Record<string, unknown>
-    const fine = (value: unknown) => typeof value === "number" && Number.isFinite(value) && value >= 0
-    if (!fine(input) || !fine(output) || (cached !== undefined && !fine(cached)) || Object.keys(rest).length)
-      return {
-        ok: false,
-        problem: `PRICES_FILE=${path}: "${model}" needs numbers input and output (and optionally cached), per million tokens`,
-      }
-    prices.push({ model, price: { input, output, ...(cached !== undefined && { cached }) } as Price })
-  }
-  return { ok: true, value: prices }
+export function loadPrices(path: string | undefined): Promise<Loaded<Prices>> {
+  return loadJsonSetting("PRICES_FILE", path, [] as Prices, (json) => {
+    if (typeof json !== "object" || json === null || Array.isArray(json)) return { ok: false, problem: "expected an object keyed by model" }
+    const prices: Prices = []
+    for (const [model, entry] of Object.entries(json)) {
+      const { input, output, cached, ...rest } = (entry ?? {}) as Record<string, unknown>
+      const fine = (value: unknown) => typeof value === "number" && Number.isFinite(value) && value >= 0
+      if (!fine(input) || !fine(output) || (cached !== undefined && !fine(cached)) || Object.keys(rest).length)
+        return { ok: false, problem: `"${model}" needs numbers input and output (and optionally cached), per million tokens` }
+      prices.push({ model, price: { input, output, ...(cached !== undefined && { cached }) } as Price })
+    }
+    return { ok: true, value: prices }
+  })
 }
 
 /** The estimated cost in US dollars, or undefined when the model has no price. */
