@@ -134,7 +134,7 @@ export function createChat(deps: ChatDeps): Chat {
       finish()
       return cancelled()
     }
-    let parts: AsyncIterable<Part>
+    let batches: AsyncIterable<Part[]>
     if (early?.ok === false) {
       const part = classify(early.error)
       if (config.providerErrors === "status") {
@@ -143,8 +143,8 @@ export function createChat(deps: ChatDeps): Chat {
         const retryAfter = part.retryAfter && { headers: { "retry-after": String(part.retryAfter) } }
         return refuse({ status, code: part.code, message: part.message, ...retryAfter })
       }
-      parts = only(part)
-    } else parts = guard(early ? early.value.parts : afterOpening(opening), classify, firstContent)
+      batches = only(part)
+    } else batches = guard(early ? early.value.parts : afterOpening(opening), classify, firstContent)
 
     const wire = wireFor(chatRequest.generation, transport.value)
     const context = ctx()
@@ -166,13 +166,12 @@ export function createChat(deps: ChatDeps): Chat {
     const stream = { expire: deadline.expire }
     streams.add(stream)
     trail.deferred = true
-    return streamResponse(wire.encode(parts, context, chatRequest, final), {
-      frame: wire.frame,
+    return streamResponse(wire.encode(batches, context, chatRequest, final), {
       trailer: wire.trailer,
       fail: (thrown) => {
         report("stream failed inside sidechat", thrown, trail.requestId)
         error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
-        return wire.frame(wire.failure(error, context, chatRequest, final)) + wire.trailer
+        return wire.failure(error, context, chatRequest, final) + wire.trailer
       },
       headers: {
         "content-type": wire.contentType,
@@ -229,8 +228,8 @@ function defaultModel(config: Config, provider: ProviderName): string {
 }
 
 /** A stream of one part: a failure before the first byte, told in-band. */
-async function* only(part: ErrorPart): AsyncGenerator<Part> {
-  yield part
+async function* only(part: ErrorPart): AsyncGenerator<Part[]> {
+  yield [part]
 }
 
 type Settled<V> = { ok: true; value: V } | { ok: false; error: unknown }
@@ -253,7 +252,7 @@ async function settledWithin<V>(promise: Promise<V>, ms: number): Promise<Settle
 }
 
 /** The parts of a provider stream that is still opening; `guard` turns a late refusal into an error part. */
-async function* afterOpening(opening: Promise<Opened>): AsyncGenerator<Part> {
+async function* afterOpening(opening: Promise<Opened>): AsyncGenerator<Part[]> {
   yield* (await opening).parts
 }
 

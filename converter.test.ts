@@ -2,10 +2,12 @@ import { describe, expect, test } from "bun:test"
 import { verifyEvents } from "@ag-ui/client"
 import type { BaseEvent } from "@ag-ui/core"
 import { from as observe, lastValueFrom, toArray } from "rxjs"
-import { collect, expectJsonl, fixtureNames, from, replay } from "./fixtures/replay"
+import { collect, expectJsonl, fixtureNames, from, replay, replayRaw } from "./fixtures/replay"
 import { type Part, fixedCtx } from "./parts"
-import { REDACTED_PREFIX } from "./request"
+import { type ChatRequest, REDACTED_PREFIX } from "./request"
 import { type AguiEvent, toAgui } from "./wire/agui"
+import { sseFrame } from "./sse"
+import { wireFor } from "./wire"
 import { toLegacy } from "./wire/legacy"
 
 const run = { threadId: "T", runId: "R", model: "fixture-model" }
@@ -28,6 +30,40 @@ describe("transcripts replay the same whatever the read size", () => {
       for (const parts of sliced) expect(parts).toEqual(whole as Part[])
     })
   }
+})
+
+describe("the hot path (raw body → events → parts per read) yields exactly what the SDK's iterator does", () => {
+  for (const name of names) {
+    test(name, async () => {
+      const reference = await replay(name, "whole")
+      for (const slicing of slicings) expect(await replayRaw(name, slicing)).toEqual(reference)
+    })
+  }
+
+  test("batched encoding frames every fixture exactly as event-by-event encoding does, for both generations", async () => {
+    for (const name of names) {
+      const parts = await replay(name, "whole")
+      const request: ChatRequest = {
+        generation: "agui",
+        provider: "anthropic",
+        model: "fixture-model",
+        messages: [],
+        tools: [],
+        thinkingBudget: 0,
+        threadId: "T",
+        runId: "R",
+      }
+      for (const generation of ["legacy", "agui"] as const) {
+        const wire = wireFor(generation, "sse")
+        // One batch per part and all parts in one batch must frame the same bytes.
+        const single = (await collect(wire.encode(from(parts.map((part) => [part])), fixedCtx(), { ...request, generation }))).join("")
+        const batched = (await collect(wire.encode(from([parts]), fixedCtx(), { ...request, generation }))).join("")
+        const events = generation === "agui" ? await agui(parts) : await collect(toLegacy(from(parts), fixedCtx(), "fixture-model"))
+        expect(single).toBe(events.map(sseFrame).join(""))
+        expect(batched).toBe(single)
+      }
+    }
+  })
 })
 
 describe("legacy chunks match the stored expectations", () => {

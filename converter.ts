@@ -28,11 +28,27 @@ type AnthropicState = {
   finished: boolean
 }
 
+/**
+ * A converter as a step machine: `step` turns one provider event into parts; `end` gives the
+ * parts that close the stream, and throws StreamInterruptedError after them when it ended early.
+ */
+export type Converter<E> = { step(event: E): Part[]; end(): Iterable<Part> }
+
 /** Converts the Anthropic SDK's raw stream events (`messages.create({ stream: true })`). */
 export async function* fromAnthropic(events: AsyncIterable<Anthropic.RawMessageStreamEvent>): AsyncGenerator<Part> {
+  const converter = anthropicConverter()
+  for await (const event of events) yield* converter.step(event)
+  yield* converter.end()
+}
+
+export function anthropicConverter(): Converter<Anthropic.RawMessageStreamEvent> {
   const state: AnthropicState = { blocks: new Map(), stopReason: null, usage: { inputTokens: 0, outputTokens: 0 }, finished: false }
-  for await (const event of events) yield* anthropicStep(state, event)
-  if (!state.finished) throw new StreamInterruptedError()
+  return {
+    step: (event) => anthropicStep(state, event),
+    *end() {
+      if (!state.finished) throw new StreamInterruptedError()
+    },
+  }
 }
 
 function anthropicStep(state: AnthropicState, event: Anthropic.RawMessageStreamEvent): Part[] {
@@ -151,6 +167,12 @@ type CompatDelta = OpenAI.ChatCompletionChunk.Choice.Delta & { reasoning_content
 
 /** Converts OpenAI (or OpenAI-compatible) Chat Completions chunks, requested with `include_usage`. */
 export async function* fromOpenAI(chunks: AsyncIterable<OpenAI.ChatCompletionChunk>): AsyncGenerator<Part> {
+  const converter = openaiConverter()
+  for await (const chunk of chunks) yield* converter.step(chunk)
+  yield* converter.end()
+}
+
+export function openaiConverter(): Converter<OpenAI.ChatCompletionChunk> {
   const state: OpenAIState = {
     started: false,
     reasoning: false,
@@ -158,16 +180,19 @@ export async function* fromOpenAI(chunks: AsyncIterable<OpenAI.ChatCompletionChu
     tools: new Map(),
     usage: { inputTokens: 0, outputTokens: 0 },
   }
-  for await (const chunk of chunks) yield* openaiStep(state, chunk)
-  if (state.reasoning) yield { type: "reasoning-end" }
-  if (state.finishReason === undefined) throw new StreamInterruptedError()
-  const reason = state.refused
-    ? "content_filter"
-    : openaiFinishReason(
-        state.finishReason,
-        [...state.tools.values()].some((t) => t.started),
-      )
-  yield { type: "finish", reason, usage: state.usage }
+  return {
+    step: (chunk) => openaiStep(state, chunk),
+    *end() {
+      if (state.reasoning) yield { type: "reasoning-end" }
+      if (state.finishReason === undefined) throw new StreamInterruptedError()
+      const started = [...state.tools.values()].some((t) => t.started)
+      yield {
+        type: "finish",
+        reason: state.refused ? "content_filter" : openaiFinishReason(state.finishReason, started),
+        usage: state.usage,
+      }
+    },
+  }
 }
 
 function openaiStep(state: OpenAIState, chunk: OpenAI.ChatCompletionChunk): Part[] {

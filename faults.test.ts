@@ -223,8 +223,11 @@ describe("containment: a bug inside one stream's machinery ends that stream only
   // A provider whose parts are scripted, so a test can make sidechat's own code throw.
   const scripted = (script: (request: ChatRequest) => AsyncIterable<Part>): Providers => ({
     modes: { anthropic: "live", openai: "live", mock: "mock" },
-    open: async (request) => script(request),
+    open: async (request) => oneByOne(script(request)),
   })
+  async function* oneByOne(parts: AsyncIterable<Part>): AsyncGenerator<Part[]> {
+    for await (const part of parts) yield [part]
+  }
   const parsed = parseConfig({ ...TEST_KEYS })
   if (!parsed.ok) throw new Error(parsed.problems.join("; "))
   const config = parsed.value

@@ -10,8 +10,6 @@ export type StreamEnd = "complete" | "cancelled" | "failed"
 
 export type StreamOptions = {
   headers: Record<string, string>
-  /** Turns one event into its bytes on the wire. */
-  frame: (event: unknown) => string
   /** Written after the last event when the source completes. */
   trailer: string
   /** The final bytes when the source throws: the generation's error event (and trailer). */
@@ -26,14 +24,14 @@ export type StreamOptions = {
 }
 
 /**
- * Streams events as a Response. Frames produced in the same turn of the event loop (one network
- * read from the provider usually yields many) are written as one chunk. A client's departure (the
+ * Streams framed events as a Response. Frames produced in the same turn of the event loop are
+ * written as one chunk. A client's departure (the
  * body cancelled or the request aborted) returns the source iterator, so every generator's
  * `finally` upstream runs. A throw from the source ends the stream with `fail`'s bytes, never a cut.
  */
-export function streamResponse(events: AsyncIterable<unknown>, options: StreamOptions): Response {
+export function streamResponse(frames: AsyncIterable<string>, options: StreamOptions): Response {
   const encoder = new TextEncoder()
-  const iterator = events[Symbol.asyncIterator]()
+  const iterator = frames[Symbol.asyncIterator]()
   let controller: ReadableStreamDefaultController<Uint8Array>
   let buffer = ""
   let scheduled: ReturnType<typeof setImmediate> | undefined
@@ -92,7 +90,7 @@ export function streamResponse(events: AsyncIterable<unknown>, options: StreamOp
         const next = await iterator.next()
         if (closed) return
         if (next.done) break
-        write(options.frame(next.value))
+        write(next.value)
       }
       buffer += options.trailer
       close("complete")

@@ -14,7 +14,7 @@ export type RetryPolicy = {
 }
 
 export type Opened = {
-  parts: AsyncIterable<Part>
+  parts: AsyncIterable<Part[]>
   /** The request as finally served: the fallback's provider and model when it took over. */
   served: ChatRequest
   retries: number

@@ -3,20 +3,20 @@
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
 import { type Config, PROVIDERS, type ProviderName, providerMode } from "../config"
-import { fromAnthropic, fromOpenAI } from "../converter"
 import { toAnthropic, toOpenAI } from "../formatters"
 import { createTransport, type Fetch } from "./transport"
 import { mockFetch } from "./mock"
+import { anthropicBatches, openaiBatches } from "./raw"
 import type { ErrorPart, Part } from "../parts"
 import type { ChatRequest } from "../request"
 
 export type Providers = {
   /**
    * Resolves once the provider has accepted the request; rejects with the SDK's error otherwise.
-   * `key` is a caller's own key (BYOK), used for this request only. The parts may throw
-   * mid-stream: wrap them in `guard` before they reach a client.
+   * `key` is a caller's own key (BYOK), used for this request only. The parts come in batches, one
+   * per network read, and may throw mid-stream: wrap them in `guard` before they reach a client.
    */
-  open(request: ChatRequest, signal: AbortSignal, key?: string): Promise<AsyncIterable<Part>>
+  open(request: ChatRequest, signal: AbortSignal, key?: string): Promise<AsyncIterable<Part[]>>
   modes: Record<ProviderName, "live" | "mock" | "off">
 }
 
@@ -52,12 +52,14 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
     modes,
     async open(request, signal, key) {
       const mode = modes[request.provider] === "live" ? "live" : "mock"
+      // The SDK builds, authenticates and sends the request and turns an HTTP error into its
+      // APIError; the body is ours to read (upstream/raw.ts).
       if (request.provider === "openai") {
         const client = key ? openai.own(key) : openai[mode]
-        return fromOpenAI(await client.chat.completions.create(toOpenAI(request, config), { signal }))
+        return openaiBatches(await client.chat.completions.create(toOpenAI(request, config), { signal }).asResponse())
       }
       const client = key && request.provider === "anthropic" ? anthropic.own(key) : anthropic[mode]
-      return fromAnthropic(await client.messages.create(toAnthropic(request, config), { signal }))
+      return anthropicBatches(await client.messages.create(toAnthropic(request, config), { signal }).asResponse())
     },
   }
 }
@@ -72,31 +74,24 @@ const CONTENT = new Set<Part["type"]>(["text", "reasoning-start", "reasoning", "
 
 /**
  * After headers are sent, any throw becomes one final error part (`classify` names it); nothing
- * follows it. Converters throw rather than yield their errors, so the parts pass through with
- * `yield*` (a per-part loop here costs a quarter of AG-UI's throughput); only the parts before the
- * first content are looked at, to tell `onContent` when it came.
+ * follows it. Converters throw rather than yield their errors, so every error passes `classify`.
+ * Batches are looked into only until the first content, to tell `onContent` when it came.
  */
 export async function* guard(
-  parts: AsyncIterable<Part>,
+  batches: AsyncIterable<Part[]>,
   classify: (error: unknown) => ErrorPart,
   onContent?: () => void,
-): AsyncGenerator<Part> {
-  const iterator = parts[Symbol.asyncIterator]()
-  let delegated = false
+): AsyncGenerator<Part[]> {
+  let waiting = onContent !== undefined
   try {
-    for (;;) {
-      const next = await iterator.next()
-      if (next.done) return
-      yield next.value
-      if (CONTENT.has(next.value.type)) break
+    for await (const batch of batches) {
+      if (waiting && batch.some((part) => CONTENT.has(part.type))) {
+        waiting = false
+        onContent?.()
+      }
+      yield batch
     }
-    onContent?.()
-    delegated = true
-    yield* { [Symbol.asyncIterator]: () => iterator }
   } catch (error) {
-    yield classify(error)
-  } finally {
-    // A reader that leaves before the first content closes the source too (yield* does so after it).
-    if (!delegated) await iterator.return?.()
+    yield [classify(error)]
   }
 }

@@ -1,6 +1,7 @@
 // AG-UI wire (@tanstack/ai-client 0.33.x, WIRE.md §3): parts become spec-valid AG-UI events.
 import type { Ctx, ErrorPart, Part, Usage } from "../parts"
 import { unreachable } from "../parts"
+import { type Encoder, encodeParts } from "./encoder"
 import { REDACTED_PREFIX } from "../request"
 
 export type AguiEvent = { type: string } & Record<string, unknown>
@@ -17,7 +18,7 @@ export type Run = { threadId: string; runId: string; model: string; extra?: (fin
  * are announced with CUSTOM `tool-input-available` (form A, WIRE.md §3.5) before RUN_FINISHED;
  * a failure is one RUN_ERROR with nothing after it.
  */
-export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): AsyncGenerator<AguiEvent> {
+export function aguiEncoder(ctx: Ctx, run: Run): Encoder<AguiEvent> {
   const { threadId, runId } = run
   let model = run.model
   let messageId = ctx.newId("msg")
@@ -26,79 +27,85 @@ export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): A
   let afterReasoning = false
   let reasoningId = ""
   const tools: { toolCallId: string; toolName: string; input: unknown }[] = []
-
-  yield { type: "RUN_STARTED", threadId, runId }
-  const closeText = function* (): Generator<AguiEvent> {
+  const closeText = (out: AguiEvent[]) => {
     if (!textOpen) return
     textOpen = false
-    yield { type: "TEXT_MESSAGE_END", messageId }
+    out.push({ type: "TEXT_MESSAGE_END", messageId })
   }
 
-  for await (const part of parts) {
-    switch (part.type) {
-      case "start":
-        model = part.model || model
-        break
-      case "text":
-        if (!textOpen) {
-          // Text that resumes after a reasoning block needs a fresh id, or the client repeats
-          // the earlier text (WIRE.md §3.8).
-          if (textSent && afterReasoning) messageId = ctx.newId("msg")
-          textOpen = true
-          textSent = true
-          afterReasoning = false
-          yield { type: "TEXT_MESSAGE_START", messageId, role: "assistant", metadata: { tanstack: { model } } }
+  return {
+    open: () => [{ type: "RUN_STARTED", threadId, runId }],
+    push(part, out) {
+      switch (part.type) {
+        case "start":
+          model = part.model || model
+          return false
+        case "text":
+          if (!textOpen) {
+            // Text that resumes after a reasoning block needs a fresh id, or the client repeats
+            // the earlier text (WIRE.md §3.8).
+            if (textSent && afterReasoning) messageId = ctx.newId("msg")
+            textOpen = true
+            textSent = true
+            afterReasoning = false
+            out.push({ type: "TEXT_MESSAGE_START", messageId, role: "assistant", metadata: { tanstack: { model } } })
+          }
+          out.push({ type: "TEXT_MESSAGE_CONTENT", messageId, delta: part.delta })
+          return false
+        case "reasoning-start":
+          closeText(out)
+          reasoningId = ctx.newId("reasoning")
+          afterReasoning = true
+          out.push({ type: "STEP_STARTED", stepName: reasoningId })
+          out.push({ type: "REASONING_START", messageId: reasoningId })
+          out.push({ type: "REASONING_MESSAGE_START", messageId: reasoningId, role: "reasoning" })
+          return false
+        case "reasoning":
+          out.push({ type: "REASONING_MESSAGE_CONTENT", messageId: reasoningId, delta: part.delta })
+          return false
+        case "reasoning-end": {
+          out.push({ type: "REASONING_MESSAGE_END", messageId: reasoningId })
+          const encryptedValue = part.redacted !== undefined ? `${REDACTED_PREFIX}${part.redacted}` : part.signature
+          if (encryptedValue) out.push({ type: "REASONING_ENCRYPTED_VALUE", subtype: "message", entityId: reasoningId, encryptedValue })
+          out.push({ type: "REASONING_END", messageId: reasoningId })
+          out.push({ type: "STEP_FINISHED", stepName: reasoningId })
+          return false
         }
-        yield { type: "TEXT_MESSAGE_CONTENT", messageId, delta: part.delta }
-        break
-      case "reasoning-start":
-        yield* closeText()
-        reasoningId = ctx.newId("reasoning")
-        afterReasoning = true
-        yield { type: "STEP_STARTED", stepName: reasoningId }
-        yield { type: "REASONING_START", messageId: reasoningId }
-        yield { type: "REASONING_MESSAGE_START", messageId: reasoningId, role: "reasoning" }
-        break
-      case "reasoning":
-        yield { type: "REASONING_MESSAGE_CONTENT", messageId: reasoningId, delta: part.delta }
-        break
-      case "reasoning-end": {
-        yield { type: "REASONING_MESSAGE_END", messageId: reasoningId }
-        const encryptedValue = part.redacted !== undefined ? `${REDACTED_PREFIX}${part.redacted}` : part.signature
-        if (encryptedValue) yield { type: "REASONING_ENCRYPTED_VALUE", subtype: "message", entityId: reasoningId, encryptedValue }
-        yield { type: "REASONING_END", messageId: reasoningId }
-        yield { type: "STEP_FINISHED", stepName: reasoningId }
-        break
+        case "tool-start":
+          closeText(out)
+          out.push({ type: "TOOL_CALL_START", toolCallId: part.id, toolCallName: part.name, parentMessageId: messageId })
+          return false
+        case "tool-args":
+          out.push({ type: "TOOL_CALL_ARGS", toolCallId: part.id, delta: part.delta })
+          return false
+        case "tool-end":
+          tools.push({ toolCallId: part.id, toolName: part.name, input: part.input })
+          out.push({ type: "TOOL_CALL_END", toolCallId: part.id, metadata: { tanstack: { input: part.input } } })
+          return false
+        case "finish":
+          closeText(out)
+          for (const tool of tools) out.push({ type: "CUSTOM", name: "tool-input-available", value: tool })
+          out.push({
+            type: "RUN_FINISHED",
+            threadId,
+            runId,
+            usage: [wireUsage(part.usage)],
+            metadata: { tanstack: { finishReason: part.reason, model, ...run.extra?.(part, model) } },
+          })
+          return true
+        case "error":
+          out.push(aguiError(run, part, model))
+          return true
+        default:
+          return unreachable(part)
       }
-      case "tool-start":
-        yield* closeText()
-        yield { type: "TOOL_CALL_START", toolCallId: part.id, toolCallName: part.name, parentMessageId: messageId }
-        break
-      case "tool-args":
-        yield { type: "TOOL_CALL_ARGS", toolCallId: part.id, delta: part.delta }
-        break
-      case "tool-end":
-        tools.push({ toolCallId: part.id, toolName: part.name, input: part.input })
-        yield { type: "TOOL_CALL_END", toolCallId: part.id, metadata: { tanstack: { input: part.input } } }
-        break
-      case "finish":
-        yield* closeText()
-        for (const tool of tools) yield { type: "CUSTOM", name: "tool-input-available", value: tool }
-        yield {
-          type: "RUN_FINISHED",
-          threadId,
-          runId,
-          usage: [wireUsage(part.usage)],
-          metadata: { tanstack: { finishReason: part.reason, model, ...run.extra?.(part, model) } },
-        }
-        return
-      case "error":
-        yield aguiError(run, part, model)
-        return
-      default:
-        unreachable(part)
-    }
+    },
   }
+}
+
+/** `aguiEncoder` over a stream of parts, one event at a time (fixtures and tests). */
+export async function* toAgui(parts: AsyncIterable<Part>, ctx: Ctx, run: Run): AsyncGenerator<AguiEvent> {
+  yield* encodeParts(parts, aguiEncoder(ctx, run))
 }
 
 /** A run's last event when it fails; nothing may follow it. */

@@ -2,18 +2,21 @@
 import type { Ctx, ErrorPart, Part } from "../parts"
 import type { ChatRequest, Generation } from "../request"
 import { ndjsonFrame, sseFrame } from "../sse"
-import { aguiError, toAgui } from "./agui"
-import { legacyError, toLegacy } from "./legacy"
+import { aguiEncoder, aguiError } from "./agui"
+import { encodeBatches } from "./encoder"
+import { legacyEncoder, legacyError } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
 type Extra = (final: Part, model: string) => Record<string, unknown>
 
 export type Wire = {
-  /** `extra` adds to the final event's metadata where the generation has any (AG-UI's `metadata.tanstack`). */
-  encode(parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest, extra?: Extra): AsyncIterable<unknown>
-  /** The one final event for a stream whose encoding broke off after it started. */
-  failure(error: ErrorPart, ctx: Ctx, request: ChatRequest, extra?: Extra): unknown
-  frame(event: unknown): string
+  /**
+   * Batches of parts (one network read each) become strings of framed events, one per batch.
+   * `extra` adds to the final event's metadata where the generation has any (AG-UI's `metadata.tanstack`).
+   */
+  encode(batches: AsyncIterable<Part[]>, ctx: Ctx, request: ChatRequest, extra?: Extra): AsyncIterable<string>
+  /** The framed final event for a stream whose encoding broke off after it started. */
+  failure(error: ErrorPart, ctx: Ctx, request: ChatRequest, extra?: Extra): string
   /** Written after the last event of a stream. */
   trailer: string
   /** Written while the provider is quiet; must be invisible to this generation's parser. */
@@ -21,41 +24,39 @@ export type Wire = {
   contentType: string
 }
 
-const legacy = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest, extra?: Extra) => toLegacy(parts, ctx, request.model, extra)
 const runOf = (request: ChatRequest, extra?: Extra) => ({
   threadId: request.threadId ?? "",
   runId: request.runId ?? "",
   model: request.model,
   extra,
 })
-const agui = (parts: AsyncIterable<Part>, ctx: Ctx, request: ChatRequest, extra?: Extra) => toAgui(parts, ctx, runOf(request, extra))
 
 export function wireFor(generation: Generation, transport: Transport): Wire {
   const sse = transport === "sse"
+  const frame = sse ? sseFrame : ndjsonFrame
+  const contentType = sse ? "text/event-stream" : "application/x-ndjson"
   switch (generation) {
     case "legacy":
       // Legacy clients warn on every comment line but drop blank lines silently (WIRE.md §2.2).
       return {
-        encode: legacy,
+        encode: (batches, ctx, request, extra) => encodeBatches(batches, legacyEncoder(ctx, request.model, extra), frame),
         failure: (error, ctx, request, extra) => {
           extra?.(error, request.model)
-          return legacyError({ id: ctx.newId("chatcmpl"), model: request.model, timestamp: ctx.now() }, error)
+          return frame(legacyError({ id: ctx.newId("chatcmpl"), model: request.model, timestamp: ctx.now() }, error))
         },
-        frame: sse ? sseFrame : ndjsonFrame,
         trailer: sse ? "data: [DONE]\n\n" : "",
         heartbeat: "\n",
-        contentType: sse ? "text/event-stream" : "application/x-ndjson",
+        contentType,
       }
     case "agui":
       // Current clients skip comment lines; NDJSON readers skip blank ones. Never `[DONE]` or
       // `id:` here: the first stops reading, the second turns on resumability (WIRE.md §6.7-8).
       return {
-        encode: agui,
-        failure: (error, _ctx, request, extra) => aguiError(runOf(request, extra), error),
-        frame: sse ? sseFrame : ndjsonFrame,
+        encode: (batches, ctx, request, extra) => encodeBatches(batches, aguiEncoder(ctx, runOf(request, extra)), frame),
+        failure: (error, _ctx, request, extra) => frame(aguiError(runOf(request, extra), error)),
         trailer: "",
         heartbeat: sse ? ": ping\n\n" : "\n",
-        contentType: sse ? "text/event-stream" : "application/x-ndjson",
+        contentType,
       }
   }
 }
