@@ -21,6 +21,10 @@ export function createEventParser() {
   /** A CR ended the last chunk: an LF opening the next one belongs to it. */
   let lastWasCR = false
 
+  const append = (value: string) => {
+    data = data === undefined ? value : `${data}\n${value}`
+    if (data.length > MAX_PENDING) throw new SyntaxError(`an event of over ${MAX_PENDING} characters`)
+  }
   const line = (text: string, out: SseEvent[]) => {
     if (text === "") {
       if (data !== undefined) out.push(event === undefined ? { data } : { event, data })
@@ -28,11 +32,12 @@ export function createEventParser() {
       data = undefined
       return
     }
+    if (text.startsWith("data: ")) return append(text.slice(6))
     const colon = text.indexOf(":")
     const field = colon < 0 ? text : text.slice(0, colon)
     let value = colon < 0 ? "" : text.slice(colon + 1)
     if (value.charCodeAt(0) === 32) value = value.slice(1)
-    if (field === "data") data = data === undefined ? value : `${data}\n${value}`
+    if (field === "data") append(value)
     else if (field === "event") event = value
   }
 
@@ -42,20 +47,28 @@ export function createEventParser() {
       let text = decoder.decode(bytes, { stream: true })
       if (lastWasCR && text.charCodeAt(0) === 10) text = text.slice(1)
       lastWasCR = false
+      const all = pending ? pending + text : text
       const out: SseEvent[] = []
       let start = 0
-      const all = pending ? pending + text : text
-      for (let i = 0; i < all.length; i++) {
-        const code = all.charCodeAt(i)
-        if (code !== 10 && code !== 13) continue
-        line(all.slice(start, i), out)
-        if (code === 13) {
-          if (i + 1 === all.length) lastWasCR = true
-          else if (all.charCodeAt(i + 1) === 10) i++
+      // Providers end lines with LF; CR and CRLF take the careful path.
+      if (all.indexOf("\r") < 0) {
+        for (let end = all.indexOf("\n"); end >= 0; end = all.indexOf("\n", start)) {
+          line(all.slice(start, end), out)
+          start = end + 1
         }
-        start = i + 1
+      } else {
+        for (let i = 0; i < all.length; i++) {
+          const code = all.charCodeAt(i)
+          if (code !== 10 && code !== 13) continue
+          line(all.slice(start, i), out)
+          if (code === 13) {
+            if (i + 1 === all.length) lastWasCR = true
+            else if (all.charCodeAt(i + 1) === 10) i++
+          }
+          start = i + 1
+        }
       }
-      pending = all.slice(start)
+      pending = start < all.length ? all.slice(start) : ""
       if (pending.length > MAX_PENDING) throw new SyntaxError(`an event-stream line of over ${MAX_PENDING} characters`)
       return out
     },

@@ -1,0 +1,43 @@
+import { describe, expect, test } from "bun:test"
+import { createEventParser, type SseEvent } from "./events"
+
+const encoder = new TextEncoder()
+/** Feeds `text` in reads of `size` bytes (splitting lines, CRLF pairs and UTF-8 sequences). */
+function parse(text: string, size = Number.POSITIVE_INFINITY): SseEvent[] {
+  const bytes = encoder.encode(text)
+  const parser = createEventParser()
+  const events: SseEvent[] = []
+  const step = Number.isFinite(size) ? size : bytes.length
+  for (let at = 0; at < bytes.length; at += step) events.push(...parser.push(bytes.subarray(at, at + step)))
+  return events
+}
+
+const STREAM = 'event: a\ndata: {"x":"é👋🏽"}\n\n: a comment\n\ndata: one\ndata: two\n\nevent: b\ndata:nospace\nid: 7\nretry: 10\n\n'
+const EXPECTED: SseEvent[] = [{ event: "a", data: '{"x":"é👋🏽"}' }, { data: "one\ntwo" }, { event: "b", data: "nospace" }]
+
+describe("the event-stream parser", () => {
+  test.each([Number.POSITIVE_INFINITY, 1, 2, 3, 7])("gives the same events whatever the read size (%p)", (size) => {
+    expect(parse(STREAM, size)).toEqual(EXPECTED)
+  })
+
+  test.each([1, 2, 5])("CRLF and lone CR end lines too, even split across reads (%p)", (size) => {
+    expect(parse(STREAM.replaceAll("\n", "\r\n"), size)).toEqual(EXPECTED)
+    expect(parse(STREAM.replaceAll("\n", "\r"), size)).toEqual(EXPECTED)
+  })
+
+  test("an event without its blank line at the end is dropped, as the SDKs drop it", () => {
+    expect(parse("data: done\n\ndata: cut")).toEqual([{ data: "done" }])
+  })
+
+  test("a blank line with no data dispatches nothing; an empty data line is an empty event", () => {
+    expect(parse("event: x\n\ndata:\n\n")).toEqual([{ data: "" }])
+  })
+
+  test("a line that never ends is refused past its limit instead of growing memory", () => {
+    const parser = createEventParser()
+    const chunk = encoder.encode("x".repeat(1024 * 1024))
+    expect(() => {
+      for (let i = 0; i < 5; i++) parser.push(chunk)
+    }).toThrow(SyntaxError)
+  })
+})
