@@ -1,12 +1,13 @@
 // The command line and start-up: --help, --version, --print-config, flags for the main settings;
 // then the configuration is checked, the server starts, and signals drain it.
 // Precedence: flags > environment > .env (Bun loads it without overriding the environment) > defaults.
+import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { type Config, type Loaded, loadJsonSetting, maskKey, parseConfig } from "./config"
 import { httpError } from "./edge/http-error"
 import { createHandler } from "./index"
 import { createObserver } from "./observe"
-import { createLogger } from "./observe/log"
+import { createLogger, type Logger } from "./observe/log"
 import { loadPrices } from "./observe/prices"
 import pkg from "./package.json"
 import { checkToolList, type ToolDecl } from "./schema"
@@ -98,6 +99,33 @@ export function loadServerTools(path: string | undefined): Promise<Loaded<ToolDe
   })
 }
 
+/**
+ * Each stream holds two descriptors (the client's socket and the provider's). Bun raises the soft
+ * open-file limit to the hard one at start-up; past it, accept() fails for everyone. So MAX_STREAMS
+ * is kept under what the limit allows, and the start-up log says what caps it.
+ */
+function withinFileLimit(config: Config, logger: Logger): Config {
+  const limit = openFileLimit()
+  if (limit === undefined) return config
+  const capacity = Math.max(1, Math.floor((limit - 128) / 2))
+  if (config.limits.maxStreams <= capacity) return config
+  logger.info(
+    `sidechat: the open-file limit (${limit}) allows about ${capacity} streams, two descriptors each: MAX_STREAMS is ${capacity}, not ${config.limits.maxStreams}; raise the limit (ulimit -n, systemd LimitNOFILE=) for more`,
+    { openFileLimit: limit, maxStreams: capacity },
+  )
+  return { ...config, limits: { ...config.limits, maxStreams: capacity } }
+}
+
+/** The process's open-file limit (Linux), or undefined where it cannot be read. */
+function openFileLimit(): number | undefined {
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8").match(/^Max open files\s+(\d+|unlimited)/m)?.[1]
+    return line === undefined || line === "unlimited" ? undefined : Number(line)
+  } catch {
+    return undefined
+  }
+}
+
 /** `bun run index.ts` and the binary start here. */
 export async function main() {
   const command = parseCommand(process.argv.slice(2), Bun.env)
@@ -118,9 +146,12 @@ export async function main() {
     boot.error(`sidechat: cannot start:\n${parsed.problems.map((p) => `  - ${p}`).join("\n")}`, { problems: parsed.problems })
     process.exit(1)
   }
-  const config = parsed.value
-  if (command.printConfig) return console.log(printableConfig(config))
-  const logger = createLogger({ level: config.logLevel, format: config.logFormat ?? (process.stdout.isTTY ? "pretty" : "json") })
+  if (command.printConfig) return console.log(printableConfig(parsed.value))
+  const logger = createLogger({
+    level: parsed.value.logLevel,
+    format: parsed.value.logFormat ?? (process.stdout.isTTY ? "pretty" : "json"),
+  })
+  const config = withinFileLimit(parsed.value, logger)
   const [tools, prices] = await Promise.all([loadServerTools(config.toolsFile), loadPrices(config.pricesFile)])
   const problems = [tools, prices].flatMap((loaded) => (loaded.ok ? [] : [loaded.problem]))
   if (!tools.ok || !prices.ok) {
