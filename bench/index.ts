@@ -1,202 +1,322 @@
-// Benchmark: sidechat against a raw pass-through proxy, both in front of the same fake provider
-// on 127.0.0.1, measured in the same run. Figures are reported as ratios to the proxy.
-import Anthropic from "@anthropic-ai/sdk"
-import { parseConfig } from "../config"
-import { fromAnthropic } from "../converter"
-import { createHandler } from "../index"
-import { liveCtx } from "../parts"
-import { createProviders } from "../upstream"
-import { sseFrame } from "../sse"
-import { toAgui } from "../wire/agui"
+// Benchmark: sidechat against a raw pass-through proxy, each in its own process, in front of the
+// same fake provider (another process), measured in the same run and reported as ratios.
+// `bun run bench` (a few minutes) or `bun run bench --quick` (under two minutes).
+// Parts: full speed and paced streams for both providers, streams held through a silence, bytes
+// per token, and the compiled binary's cold start. Exits non-zero if any stream failed.
+import { existsSync, readFileSync } from "node:fs"
+import { upstreamFetch } from "../upstream/transport"
 
-const DELTAS = Number(process.env.BENCH_DELTAS ?? 400)
-const LEVELS = (process.env.BENCH_CONCURRENCY ?? "1,32,64").split(",").map(Number)
-const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 640)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const QUICK = process.argv.includes("--quick")
+const ROOT = new URL("..", import.meta.url).pathname
+const FULL_TOKENS = 2000
+const FULL_SECONDS = QUICK ? 3 : 6
+const PACED = { streams: 100, tokens: 100, everyMs: 20, seconds: QUICK ? 5 : 10 }
+const HELD = { streams: QUICK ? 1000 : 10_000, silenceMs: QUICK ? 5000 : 15_000 }
+const LEVELS = [1, 16, 64]
 
-/** An Anthropic transcript with DELTAS text deltas, built once and served from memory. */
-function transcript(): Uint8Array {
-  const event = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`
-  let text = event("message_start", {
-    type: "message_start",
-    message: {
-      id: "msg_bench",
-      type: "message",
-      role: "assistant",
-      model: "claude-bench",
-      content: [],
-      stop_reason: null,
-      stop_sequence: null,
-      usage: { input_tokens: 10, output_tokens: 1 },
-    },
+type Child = { url: string; pid: number; cpu: () => number; rss: () => number; stop: () => Promise<void> }
+
+/** Starts `bun run <entry>` (with an open-file limit when asked) and waits for its "listening on" line. */
+async function start(entry: string, env: Record<string, string>, fileLimit?: number): Promise<Child> {
+  const command = `${fileLimit ? `ulimit -n ${fileLimit} 2>/dev/null; ` : ""}exec "${process.execPath}" run "${entry}"`
+  const child = Bun.spawn(["sh", "-c", command], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", ...env },
+    stdout: "pipe",
+    stderr: "inherit",
   })
-  text += event("content_block_start", { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } })
-  for (let i = 0; i < DELTAS; i++)
-    text += event("content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: `tok${i} ` } })
-  text += event("content_block_stop", { type: "content_block_stop", index: 0 })
-  text += event("message_delta", {
-    type: "message_delta",
-    delta: { stop_reason: "end_turn", stop_sequence: null },
-    usage: { output_tokens: DELTAS },
-  })
-  text += event("message_stop", { type: "message_stop" })
-  return new TextEncoder().encode(text)
-}
-
-const body = transcript()
-/** The provider writes its stream in 64 reads, as a real one trickles out chunks. */
-const upstream = Bun.serve({
-  port: 0,
-  hostname: "127.0.0.1",
-  async fetch(request) {
-    await request.arrayBuffer()
-    const size = Math.ceil(body.byteLength / 64)
-    let at = 0
-    return new Response(
-      new ReadableStream({
-        pull(controller) {
-          if (at >= body.byteLength) return controller.close()
-          controller.enqueue(body.subarray(at, at + size))
-          at += size
-        },
-      }),
-      { headers: { "content-type": "text/event-stream" } },
-    )
-  },
-})
-const upstreamURL = `http://127.0.0.1:${upstream.port}`
-
-const proxy = Bun.serve({
-  port: 0,
-  hostname: "127.0.0.1",
-  async fetch(request) {
-    const response = await fetch(`${upstreamURL}/v1/messages`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: await request.text(),
-    })
-    return new Response(response.body, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } })
-  },
-})
-
-const parsed = parseConfig({
-  ANTHROPIC_API_KEY: "sk-ant-bench-0000000000000000",
-  ANTHROPIC_BASE_URL: upstreamURL,
-  PROVIDER_MAX_RETRIES: "0",
-  // One load client on one address: per-client limits would refuse it.
-  RATE_LIMIT_PER_MINUTE: "0",
-  MAX_STREAMS_PER_CLIENT: "0",
-})
-if (!parsed.ok) throw new Error(parsed.problems.join("; "))
-const handler = createHandler({ config: parsed.value, providers: createProviders(parsed.value) })
-const sidechat = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (request, server) => handler(request, server) })
-
-const payloads = {
-  legacy: JSON.stringify({ messages: [{ role: "user", content: "benchmark" }] }),
-  agui: JSON.stringify({ threadId: "t", runId: "r", messages: [{ id: "u", role: "user", content: "benchmark" }], tools: [], context: [] }),
-}
-
-type Result = { seconds: number; ttfbMs: number; bytes: number; errors: number }
-
-/** What a stream read to its end must finish with; anything else (or an error event) is an error. */
-const ENDINGS: Record<string, string> = { raw: '"type":"message_stop"}', legacy: "data: [DONE]\n\n", agui: '"type":"RUN_FINISHED"' }
-const ERROR = /"type":"(error|RUN_ERROR)"/
-
-async function load(url: string, payload: string, ending: string, concurrency: number): Promise<Result> {
-  let next = 0
-  let bytes = 0
-  let errors = 0
-  const ttfb: number[] = []
   const decoder = new TextDecoder()
-  const started = performance.now()
+  const reader = child.stdout.getReader()
+  let seen = ""
+  for (;;) {
+    const read = await reader.read()
+    if (read.done) break
+    seen += decoder.decode(read.value)
+    const url = seen.match(/listening on (http:\/\/[^\s"]+)/)?.[1]
+    if (!url) continue
+    // Keep reading what it logs, so a full pipe never blocks it.
+    void (async () => {
+      while (!(await reader.read()).done);
+    })()
+    const stat = () => readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+    return {
+      url,
+      pid: child.pid,
+      cpu: () => (Number(stat()[11]) + Number(stat()[12])) / 100,
+      rss: () => Number(readFileSync(`/proc/${child.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)?.[1]) * 1024,
+      stop: async () => {
+        child.kill()
+        await child.exited
+      },
+    }
+  }
+  throw new Error(`${entry} did not start`)
+}
+
+const selfCpu = () => {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1e6
+}
+
+type Provider = "anthropic" | "openai"
+type Target = { name: string; url: string; kind: "sidechat" | "native"; cpu: () => number; rss: () => number }
+
+/** One request in the target's own dialect. */
+function send(target: Target, provider: Provider, content: string, fetcher: typeof fetch = fetch, signal?: AbortSignal) {
+  const n = Math.floor(Math.random() * 1e9)
+  const body =
+    target.kind === "sidechat"
+      ? {
+          threadId: "t",
+          runId: `r${n}`,
+          messages: [{ id: `u${n}`, role: "user", content }],
+          tools: [],
+          context: [],
+          forwardedProps: { provider },
+        }
+      : { model: "m", max_tokens: 10, stream: true, messages: [{ role: "user", content }] }
+  const path = target.kind === "sidechat" ? "/chat" : provider === "openai" ? "/v1/chat/completions" : "/v1/messages"
+  return fetcher(`${target.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal,
+  })
+}
+
+const ending = (target: Target, provider: Provider) =>
+  target.kind === "sidechat" ? '"RUN_FINISHED"' : provider === "openai" ? "[DONE]" : "message_stop"
+
+/** Reads a stream to its end; the tail says whether it finished well. */
+async function drain(response: Response, onText?: (text: string) => void) {
+  const decoder = new TextDecoder()
+  let bytes = 0
+  let tail = ""
+  for await (const chunk of response.body as ReadableStream<Uint8Array>) {
+    bytes += chunk.byteLength
+    const text = decoder.decode(chunk, { stream: true })
+    onText?.(text)
+    tail = (tail + text).slice(-300)
+  }
+  return { bytes, tail }
+}
+
+let errors = 0
+const failed = (what: string) => {
+  errors++
+  if (errors <= 5) console.error(`bench: a stream failed: ${what}`)
+}
+
+/** Closed loop of `clients` streaming full-speed answers for FULL_SECONDS. */
+async function fullSpeed(target: Target, provider: Provider, clients: number) {
+  let tokens = 0
+  let bytes = 0
+  const controller = new AbortController()
+  const [cpu0, self0] = [target.cpu(), selfCpu()]
+  const t0 = performance.now()
+  const deadline = t0 + FULL_SECONDS * 1000
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next++ < REQUESTS) {
-        const t0 = performance.now()
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < deadline) {
         try {
-          const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: payload })
-          const reader = response.body?.getReader()
-          let first = true
-          let tail = ""
-          for (;;) {
-            const chunk = await reader?.read()
-            if (!chunk || chunk.done) break
-            if (first) ttfb.push(performance.now() - t0)
-            first = false
-            bytes += chunk.value.byteLength
-            tail = (tail + decoder.decode(chunk.value)).slice(-400)
+          const response = await send(target, provider, `full n=${FULL_TOKENS}`, fetch, controller.signal)
+          const read = await drain(response)
+          if (response.status !== 200 || !read.tail.includes(ending(target, provider)) || read.tail.includes("RUN_ERROR"))
+            failed(`${target.name} ${response.status}`)
+          else {
+            tokens += FULL_TOKENS
+            bytes += read.bytes
           }
-          if (response.status !== 200 || !tail.includes(ending) || ERROR.test(tail)) errors++
-        } catch {
-          errors++
+        } catch (error) {
+          if (!controller.signal.aborted) failed(`${target.name} ${(error as Error).message}`)
+        }
+        if (performance.now() >= deadline) controller.abort()
+      }
+    }),
+  )
+  const seconds = (performance.now() - t0) / 1000
+  return {
+    tokensPerSecond: tokens / seconds,
+    cpuPerToken: (target.cpu() - cpu0) / tokens,
+    clientCpu: selfCpu() - self0,
+    serverCpu: target.cpu() - cpu0,
+    bytesPerToken: bytes / tokens,
+  }
+}
+
+/** PACED.streams clients streaming paced answers; latency per token from the provider's send stamp. */
+async function paced(target: Target, provider: Provider) {
+  let tokens = 0
+  const latencies: number[] = []
+  const cpu0 = target.cpu()
+  const deadline = performance.now() + PACED.seconds * 1000
+  await Promise.all(
+    Array.from({ length: PACED.streams }, async () => {
+      while (performance.now() < deadline) {
+        try {
+          const response = await send(target, provider, `paced n=${PACED.tokens} every=${PACED.everyMs}`)
+          const read = await drain(response, (text) => {
+            const now = performance.timeOrigin + performance.now()
+            for (const match of text.matchAll(/t(\d+\.\d+) /g)) latencies.push(now - Number(match[1]))
+          })
+          if (response.status !== 200 || !read.tail.includes(ending(target, provider))) failed(`${target.name} paced ${response.status}`)
+          else tokens += PACED.tokens
+        } catch (error) {
+          failed(`${target.name} paced ${(error as Error).message}`)
         }
       }
     }),
   )
-  ttfb.sort((a, b) => a - b)
-  return { seconds: (performance.now() - started) / 1000, ttfbMs: ttfb[Math.floor(ttfb.length / 2)] ?? 0, bytes, errors }
+  latencies.sort((a, b) => a - b)
+  const at = (q: number) => latencies[Math.floor(latencies.length * q)] ?? Number.NaN
+  return { cpuPerToken: (target.cpu() - cpu0) / tokens, p50: at(0.5), p99: at(0.99) }
 }
 
-const best = async (url: string, payload: string, ending: string, concurrency: number) => {
-  const runs: Result[] = []
-  for (let i = 0; i < ROUNDS; i++) runs.push(await load(url, payload, ending, concurrency))
-  const errors = runs.reduce((sum, run) => sum + run.errors, 0)
-  return { ...(runs.sort((a, b) => a.seconds - b.seconds)[0] as Result), errors }
+/** HELD.streams streams that send one token, go silent, then finish: alive, and memory per stream. */
+async function held(target: Target) {
+  const before = target.rss()
+  let first = 0
+  let finished = 0
+  const streams = Array.from({ length: HELD.streams }, async () => {
+    try {
+      const response = await send(target, "anthropic", `held n=3 every=${HELD.silenceMs}`, upstreamFetch as typeof fetch)
+      let counted = false
+      const read = await drain(response, () => {
+        if (!counted) first++
+        counted = true
+      })
+      if (response.status === 200 && read.tail.includes(ending(target, "anthropic"))) finished++
+      else failed(`${target.name} held ${response.status}`)
+    } catch (error) {
+      failed(`${target.name} held ${(error as Error).message}`)
+    }
+  })
+  const openBy = performance.now() + HELD.silenceMs * 0.8
+  while (first < HELD.streams && performance.now() < openBy) await Bun.sleep(50)
+  const open = target.rss()
+  await Promise.all(streams)
+  await Bun.sleep(1000)
+  return { opened: first, finished, perStream: (open - before) / Math.max(1, first), before, after: target.rss() }
 }
 
-const proxyURL = `http://127.0.0.1:${proxy.port}/`
-const sidechatURL = `http://127.0.0.1:${sidechat.port}/chat`
-await load(proxyURL, payloads.legacy, ENDINGS.raw as string, 32) // warm-up
-await load(sidechatURL, payloads.legacy, ENDINGS.legacy as string, 32)
+/** The compiled binary: spawn → first 200 on /health, and spawn → first streamed token (mock). */
+async function coldStart() {
+  const binary = `${ROOT}/dist/sidechat`
+  if (!existsSync(binary)) await Bun.spawn(["bun", "run", "build"], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
+  const runs = QUICK ? 5 : 11
+  const health: number[] = []
+  const token: number[] = []
+  for (let i = 0; i < runs * 2; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000)
+    const t0 = performance.now()
+    const child = Bun.spawn([binary], {
+      env: { PATH: process.env.PATH ?? "", PORT: String(port), LOG_LEVEL: "warn", MOCK_DELAY_MS: "0" },
+      stdout: "ignore",
+      stderr: "ignore",
+    })
+    const url = `http://127.0.0.1:${port}`
+    if (i % 2 === 0) {
+      while (
+        !(await fetch(`${url}/health`).then(
+          (r) => r.ok,
+          () => false,
+        ))
+      )
+        await Bun.sleep(0.5)
+      health.push(performance.now() - t0)
+    } else {
+      for (;;) {
+        const response = await fetch(`${url}/chat`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ messages: [{ role: "user", content: "hi" }] }),
+        }).catch(() => undefined)
+        if (!response) {
+          await Bun.sleep(0.5)
+          continue
+        }
+        const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+        await reader.read()
+        token.push(performance.now() - t0)
+        await reader.cancel()
+        break
+      }
+    }
+    child.kill()
+    await child.exited
+  }
+  const median = (list: number[]) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)] ?? Number.NaN
+  return { health: median(health), token: median(token) }
+}
 
-console.log(`${REQUESTS} streams of ${DELTAS} text deltas, best of ${ROUNDS} per concurrency level (Bun ${Bun.version})`)
-console.log("what              clients  streams/s  ratio   p50 first byte  ratio   MB out  errors")
-let raw: Result | undefined
-let agui: Result | undefined
-let errors = 0
-for (const concurrency of LEVELS) {
-  const proxied = await best(proxyURL, payloads.legacy, ENDINGS.raw as string, concurrency)
-  const rows: [string, Result][] = [["raw proxy", proxied]]
-  for (const [name, payload] of Object.entries(payloads))
-    rows.push([`sidechat ${name}`, await best(sidechatURL, payload, ENDINGS[name] as string, concurrency)])
-  for (const [name, result] of rows) {
-    const rate = REQUESTS / result.seconds
-    errors += result.errors
+// ------------------------------------------------------------------ run
+
+const provider = await start(`${ROOT}/bench/provider.ts`, {})
+const unlimited = { RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_CLIENT: "0", PROVIDER_MAX_RETRIES: "0" }
+const sidechatChild = await start(
+  `${ROOT}/index.ts`,
+  {
+    ...unlimited,
+    ANTHROPIC_API_KEY: "sk-ant-bench-000000000000",
+    ANTHROPIC_BASE_URL: provider.url,
+    OPENAI_API_KEY: "sk-bench-000000000000",
+    OPENAI_BASE_URL: `${provider.url}/v1`,
+  },
+  65_536,
+)
+const proxyChild = await start(`${ROOT}/bench/proxy.ts`, { PROVIDER_URL: provider.url, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }, 65_536)
+const sidechat: Target = { name: "sidechat", url: sidechatChild.url, kind: "sidechat", cpu: sidechatChild.cpu, rss: sidechatChild.rss }
+const proxy: Target = { name: "proxy", url: proxyChild.url, kind: "native", cpu: proxyChild.cpu, rss: proxyChild.rss }
+const direct: Target = { name: "direct", url: provider.url, kind: "native", cpu: provider.cpu, rss: provider.rss }
+
+console.log(
+  `sidechat benchmark${QUICK ? " (--quick)" : ""}, Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores shared by all processes`,
+)
+const pct = (value: number) => `${(value * 100).toFixed(1)}%`
+const times = (value: number) => `${value.toFixed(2)}×`
+
+await fullSpeed(sidechat, "anthropic", 8) // warm-up
+await fullSpeed(proxy, "anthropic", 8)
+for (const which of ["anthropic", "openai"] as const) {
+  console.log(`\nfull speed, ${which} framing, ${FULL_TOKENS}-token answers, ${FULL_SECONDS} s per level`)
+  console.log("clients   proxy tok/s   sidechat tok/s   % of proxy   CPU/token × proxy   bytes/token (AG-UI)   load client CPU share")
+  for (const clients of LEVELS) {
+    const base = await fullSpeed(proxy, which, clients)
+    const ours = await fullSpeed(sidechat, which, clients)
+    const share = ours.clientCpu / (ours.clientCpu + ours.serverCpu + 1e-9)
     console.log(
-      `${name.padEnd(16)}  ${String(concurrency).padStart(7)}  ${rate.toFixed(0).padStart(9)}  ${(rate / (REQUESTS / proxied.seconds)).toFixed(2).padStart(5)}  ${result.ttfbMs.toFixed(2).padStart(12)} ms  ${(result.ttfbMs / proxied.ttfbMs).toFixed(2).padStart(5)}  ${(result.bytes / 1e6).toFixed(1).padStart(7)}  ${String(result.errors).padStart(6)}`,
+      `${String(clients).padStart(7)}   ${base.tokensPerSecond.toFixed(0).padStart(11)}   ${ours.tokensPerSecond.toFixed(0).padStart(14)}   ${pct(ours.tokensPerSecond / base.tokensPerSecond).padStart(10)}   ${times(ours.cpuPerToken / base.cpuPerToken).padStart(17)}   ${ours.bytesPerToken.toFixed(1).padStart(19)}   ${pct(share).padStart(21)}`,
     )
   }
-  raw = proxied
-  agui = rows[2]?.[1]
 }
-if (!raw || !agui) throw new Error("no concurrency level measured")
-const perEvent = (agui.seconds - raw.seconds) / (REQUESTS * (DELTAS + 6))
+
+console.log(`\npaced: ${PACED.streams} streams, one token every ${PACED.everyMs} ms, ${PACED.seconds} s`)
+console.log("provider    CPU/token × proxy   latency p50 / p99 direct   sidechat        added p50 / p99")
+for (const which of ["anthropic", "openai"] as const) {
+  const base = await paced(proxy, which)
+  const straight = await paced(direct, which)
+  const ours = await paced(sidechat, which)
+  console.log(
+    `${which.padEnd(10)}  ${times(ours.cpuPerToken / base.cpuPerToken).padStart(17)}   ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms`.padEnd(
+      58,
+    ) +
+      `${ours.p50.toFixed(2)} / ${ours.p99.toFixed(2)} ms   ${(ours.p50 - straight.p50).toFixed(2)} / ${(ours.p99 - straight.p99).toFixed(2)} ms`,
+  )
+}
+
+console.log(`\nheld: ${HELD.streams} streams, one token, ${HELD.silenceMs / 1000} s of provider silence, then the rest`)
+for (const target of [proxy, sidechat]) {
+  const result = await held(target)
+  console.log(
+    `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB after they closed`,
+  )
+}
+
+const cold = await coldStart()
 console.log(
-  `sidechat (AG-UI) costs ${(perEvent * 1e6).toFixed(2)} µs more per provider event than the proxy (wall clock, 2 cores shared by all parties)`,
+  `\ncompiled binary: spawn → /health ${cold.health.toFixed(1)} ms, spawn → first streamed token (mock) ${cold.token.toFixed(1)} ms`,
 )
 
-// In process, no HTTP: the SDK's own stream parsing against the whole sidechat pipeline.
-const client = new Anthropic({ apiKey: "bench", baseURL: "http://bench.invalid", maxRetries: 0, fetch: async () => new Response(body) })
-const open = () => client.messages.create({ model: "m", max_tokens: 1, messages: [], stream: true })
-const time = async (consume: () => Promise<void>) => {
-  const runs = 200
-  const t0 = performance.now()
-  for (let i = 0; i < runs; i++) await consume()
-  return (performance.now() - t0) / runs
-}
-const drain = async (items: AsyncIterable<unknown>) => {
-  for await (const _ of items);
-}
-const sdkOnly = await time(async () => drain(await open()))
-const pipeline = await time(async () => {
-  for await (const event of toAgui(fromAnthropic(await open()), liveCtx(), { threadId: "t", runId: "r", model: "m" })) sseFrame(event)
-})
-console.log(
-  `in process: SDK parsing alone ${((sdkOnly * 1000) / DELTAS).toFixed(2)} µs/event; SDK + converter + AG-UI encoder + SSE framing ${((pipeline * 1000) / DELTAS).toFixed(2)} µs/event (ratio ${(pipeline / sdkOnly).toFixed(2)})`,
-)
-
-upstream.stop(true)
-proxy.stop(true)
-sidechat.stop(true)
-if (errors) console.log(`${errors} streams failed: a benchmark with errors measures nothing`)
+await Promise.all([sidechatChild.stop(), proxyChild.stop(), provider.stop()])
+if (errors) console.log(`\n${errors} streams failed: a benchmark with errors measures nothing`)
 process.exit(errors ? 1 : 0)
