@@ -7,6 +7,12 @@ import { existsSync, readFileSync } from "node:fs"
 import { upstreamFetch } from "../upstream/transport"
 
 const QUICK = process.argv.includes("--quick")
+/** `--only=full,paced,held,cold` runs just those parts. */
+const ONLY = process.argv
+  .find((arg) => arg.startsWith("--only="))
+  ?.slice(7)
+  .split(",")
+const wanted = (part: string) => !ONLY || ONLY.includes(part)
 const ROOT = new URL("..", import.meta.url).pathname
 const FULL_TOKENS = 2000
 const FULL_SECONDS = QUICK ? 3 : 6
@@ -277,7 +283,7 @@ const times = (value: number) => `${value.toFixed(2)}×`
 
 await fullSpeed(sidechat, "anthropic", 8) // warm-up
 await fullSpeed(proxy, "anthropic", 8)
-for (const which of ["anthropic", "openai"] as const) {
+for (const which of wanted("full") ? (["anthropic", "openai"] as const) : []) {
   console.log(`\nfull speed, ${which} framing, ${FULL_TOKENS}-token answers, ${FULL_SECONDS} s per level`)
   console.log("clients   proxy tok/s   sidechat tok/s   % of proxy   CPU/token × proxy   bytes/token (AG-UI)   load client CPU share")
   for (const clients of LEVELS) {
@@ -290,32 +296,37 @@ for (const which of ["anthropic", "openai"] as const) {
   }
 }
 
-console.log(`\npaced: ${PACED.streams} streams, one token every ${PACED.everyMs} ms, ${PACED.seconds} s`)
-console.log("provider    CPU/token × proxy   latency p50 / p99 direct   sidechat        added p50 / p99")
-for (const which of ["anthropic", "openai"] as const) {
-  const base = await paced(proxy, which)
-  const straight = await paced(direct, which)
-  const ours = await paced(sidechat, which)
+if (wanted("paced")) {
   console.log(
-    `${which.padEnd(10)}  ${times(ours.cpuPerToken / base.cpuPerToken).padStart(17)}   ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms`.padEnd(
-      58,
-    ) +
-      `${ours.p50.toFixed(2)} / ${ours.p99.toFixed(2)} ms   ${(ours.p50 - straight.p50).toFixed(2)} / ${(ours.p99 - straight.p99).toFixed(2)} ms`,
+    `\npaced: ${PACED.streams} streams, one token every ${PACED.everyMs} ms, ${PACED.seconds} s; latency = arrival - the provider's send stamp`,
   )
+  console.log("provider    CPU/token × proxy   p50 / p99: direct      proxy                sidechat             sidechat added")
+  for (const which of ["anthropic", "openai"] as const) {
+    const base = await paced(proxy, which)
+    const straight = await paced(direct, which)
+    const ours = await paced(sidechat, which)
+    const pair = (r: { p50: number; p99: number }) => `${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} ms`.padEnd(20)
+    const added = `${(ours.p50 - straight.p50).toFixed(2)} / ${(ours.p99 - straight.p99).toFixed(2)} ms`
+    console.log(
+      `${which.padEnd(10)}  ${times(ours.cpuPerToken / base.cpuPerToken).padStart(17)}   ${pair(straight)} ${pair(base)} ${pair(ours)} ${added}`,
+    )
+  }
 }
 
-console.log(`\nheld: ${HELD.streams} streams, one token, ${HELD.silenceMs / 1000} s of provider silence, then the rest`)
-for (const target of [proxy, sidechat]) {
+if (wanted("held")) console.log(`\nheld: ${HELD.streams} streams, one token, ${HELD.silenceMs / 1000} s of provider silence, then the rest`)
+for (const target of wanted("held") ? [proxy, sidechat] : []) {
   const result = await held(target)
   console.log(
     `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB after they closed`,
   )
 }
 
-const cold = await coldStart()
-console.log(
-  `\ncompiled binary: spawn → /health ${cold.health.toFixed(1)} ms, spawn → first streamed token (mock) ${cold.token.toFixed(1)} ms`,
-)
+if (wanted("cold")) {
+  const cold = await coldStart()
+  console.log(
+    `\ncompiled binary: spawn → /health ${cold.health.toFixed(1)} ms, spawn → first streamed token (mock) ${cold.token.toFixed(1)} ms`,
+  )
+}
 
 await Promise.all([sidechatChild.stop(), proxyChild.stop(), provider.stop()])
 if (errors) console.log(`\n${errors} streams failed: a benchmark with errors measures nothing`)
