@@ -4,8 +4,8 @@ import http from "node:http"
 import https from "node:https"
 
 const agents = {
-  "http:": new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY }),
-  "https:": new https.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY }),
+  "http:": new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: 256 }),
+  "https:": new https.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: 256 }),
 }
 
 /** A pooled socket can die between two requests; that many fresh tries follow before giving up. */
