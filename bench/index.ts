@@ -31,41 +31,41 @@ const LEVELS = [1, 16, 64]
 
 type Child = { url: string; pid: number; cpu: () => number; rss: () => number; stop: () => Promise<void> }
 
-/** Starts `bun run <entry>` (with an open-file limit when asked) and waits for its "listening on" line. */
+/**
+ * Starts `bun run <entry>` on a port of our choosing (with an open-file limit when asked) and
+ * waits until it answers. Its output goes nowhere: a pipe the bench reads late could block it.
+ */
 async function start(entry: string, env: Record<string, string>, fileLimit?: number): Promise<Child> {
+  const port = 20_000 + Math.floor(Math.random() * 30_000)
   const command = `${fileLimit ? `ulimit -n ${fileLimit} 2>/dev/null; ` : ""}exec "${process.execPath}" run "${entry}"`
   const child = Bun.spawn(["sh", "-c", command], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", ...env },
-    stdout: "pipe",
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: String(port), ...env },
+    stdout: "ignore",
     stderr: "inherit",
   })
-  const decoder = new TextDecoder()
-  const reader = child.stdout.getReader()
-  let seen = ""
-  for (;;) {
-    const read = await reader.read()
-    if (read.done) break
-    seen += decoder.decode(read.value)
-    const url = seen.match(/listening on (http:\/\/[^\s"]+)/)?.[1]
-    if (!url) continue
-    // Keep reading what it logs, so a full pipe never blocks it.
-    void (async () => {
-      while (!(await reader.read()).done);
-    })()
-    const stat = () => readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
-    return {
-      url,
-      pid: child.pid,
-      cpu: () => (Number(stat()[11]) + Number(stat()[12])) / 100,
-      rss: () => Number(readFileSync(`/proc/${child.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)?.[1]) * 1024,
-      stop: async () => {
-        child.kill()
-        await child.exited
-      },
-    }
+  const url = `http://127.0.0.1:${port}`
+  for (
+    let i = 0;
+    i < 200 &&
+    !(await fetch(url).then(
+      () => true,
+      () => false,
+    ));
+    i++
+  )
+    await Bun.sleep(25)
+  const stat = () => readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+  return {
+    url,
+    pid: child.pid,
+    cpu: () => (Number(stat()[11]) + Number(stat()[12])) / 100,
+    rss: () => Number(readFileSync(`/proc/${child.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)?.[1]) * 1024,
+    stop: async () => {
+      child.kill()
+      await child.exited
+    },
   }
-  throw new Error(`${entry} did not start`)
 }
 
 const selfCpu = () => {

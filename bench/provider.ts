@@ -56,7 +56,7 @@ function whole(openai: boolean, n: number): Uint8Array {
 }
 
 const server = Bun.serve({
-  port: 0,
+  port: Number(process.env.PORT ?? 0),
   hostname: "127.0.0.1",
   idleTimeout: 0,
   async fetch(request) {

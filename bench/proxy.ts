@@ -4,7 +4,7 @@
 const upstream = process.env.PROVIDER_URL ?? ""
 
 const server = Bun.serve({
-  port: 0,
+  port: Number(process.env.PORT ?? 0),
   hostname: "127.0.0.1",
   idleTimeout: 0,
   async fetch(request) {
