@@ -7,7 +7,7 @@ import { readJson } from "./edge/body"
 import type { Outcome } from "./index"
 import type { Observer } from "./observe"
 import type { Ctx, ErrorCode, ErrorPart, Part } from "./parts"
-import { detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
+import { type ChatRequest, detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
 import type { ToolDecl } from "./schema"
 import { streamResponse } from "./sse"
 import { guard, type Providers, providerLabel } from "./upstream"
@@ -95,104 +95,118 @@ export function createChat(deps: ChatDeps): Chat {
     // Thinking and slow first tokens can be quiet for longer than Bun's 10 s idle timer.
     server?.timeout(request, 0)
     const deadline = createDeadline(request.signal, config.timeouts, providerLabel(chatRequest.provider))
-    const fallback = config.fallback && {
-      provider: config.fallback.provider,
-      model: config.fallback.model ?? defaultModel(config, config.fallback.provider),
-    }
-    const onRetry = () => trail.retries++
-    const opening = openWithRetries(providers, chatRequest, deadline.signal, { retries: config.providerMaxRetries, fallback }, key, onRetry)
-    void opening.then(
-      (opened) => {
-        if (!opened.fallbackFrom) return
-        trail.fallbackFrom = `${opened.fallbackFrom.provider}/${opened.fallbackFrom.model}`
-        trail.provider = opened.served.provider
-        trail.model = opened.served.model
-        trail.mocked = providers.modes[opened.served.provider] === "mock"
-      },
-      () => {},
-    )
-    // Every error a stream ends on passes here (converters throw theirs), so the log knows it.
-    let error: ErrorPart | undefined
-    const classify = (thrown: unknown) => {
-      error = deadline.expired() ?? errorPart(thrown, providerLabel(trail.provider ?? chatRequest.provider))
-      if (error.code === "internal_error" && !request.signal.aborted) report(`stream failed inside sidechat`, thrown, trail.requestId)
-      return error
-    }
-    const firstContent = () => {
-      trail.ttftMs = Math.round(performance.now() - trail.begun)
-      deadline.contentArrived()
-    }
-    // Wait for the provider to accept for one heartbeat interval at most (so a refusal can still be
-    // an HTTP status); a slower provider gets a started stream, heartbeats and in-band errors.
-    const early = await settledWithin(opening, config.heartbeatMs)
+    // From here the request holds a slot and two clocks: every way out gives them back, and a
+    // shutdown can end it even while the provider is still opening.
+    const entry = { expire: deadline.expire }
+    streams.add(entry)
+    let finished = false
     const finish = () => {
+      if (finished) return
+      finished = true
       admitted.release()
       deadline.clear()
+      streams.delete(entry)
+      if (!streams.size) for (const resolve of drained) resolve()
     }
-    // The request's signal aborted the provider call too, so nothing is left open behind this.
-    if (request.signal.aborted) {
-      finish()
-      return cancelled()
-    }
-    let batches: AsyncIterable<Part[]>
-    if (early?.ok === false) {
-      const part = classify(early.error)
-      if (config.providerErrors === "status") {
-        finish()
-        const status = deadline.expired() ? 504 : classifyError(early.error, providerLabel(chatRequest.provider)).status
-        const retryAfter = part.retryAfter && { headers: { "retry-after": String(part.retryAfter) } }
-        return refuse({ status, code: part.code, message: part.message, ...retryAfter })
+    try {
+      const fallback = config.fallback && {
+        provider: config.fallback.provider,
+        model: config.fallback.model ?? defaultModel(config, config.fallback.provider),
       }
-      batches = only(part)
-    } else batches = guard(early ? early.value.parts : afterOpening(opening), classify, firstContent)
+      const hooks = {
+        onRetry: () => trail.retries++,
+        // From the fallback on, failures and the log are the fallback's.
+        onFallback: (served: ChatRequest) => {
+          trail.fallbackFrom = `${chatRequest.provider}/${chatRequest.model}`
+          trail.provider = served.provider
+          trail.model = served.model
+          trail.mocked = providers.modes[served.provider] === "mock"
+        },
+      }
+      const opening = openWithRetries(providers, chatRequest, deadline.signal, { retries: config.providerMaxRetries, fallback }, key, hooks)
+      // Every error a stream ends on passes here (converters throw theirs), so the log knows it.
+      let error: ErrorPart | undefined
+      const classify = (thrown: unknown) => {
+        error = deadline.expired() ?? errorPart(thrown, providerLabel(trail.provider ?? chatRequest.provider))
+        if (error.code === "internal_error" && !request.signal.aborted) report(`stream failed inside sidechat`, thrown, trail.requestId)
+        return error
+      }
+      const firstContent = () => {
+        trail.ttftMs = Math.round(performance.now() - trail.begun)
+        deadline.contentArrived()
+      }
+      // Wait for the provider to accept for one heartbeat interval at most (so a refusal can still be
+      // an HTTP status); a slower provider gets a started stream, heartbeats and in-band errors.
+      const early = await settledWithin(opening, config.heartbeatMs)
+      // The request's signal aborted the provider call too, so nothing is left open behind this.
+      if (request.signal.aborted) {
+        finish()
+        return cancelled()
+      }
+      let batches: AsyncIterable<Part[]>
+      if (early?.ok === false) {
+        const part = classify(early.error)
+        if (config.providerErrors === "status") {
+          finish()
+          const expired = deadline.expired()
+          const status = expired
+            ? expired.code === "shutdown"
+              ? 503
+              : 504
+            : classifyError(early.error, providerLabel(trail.provider ?? chatRequest.provider)).status
+          const retryAfter = part.retryAfter && { headers: { "retry-after": String(part.retryAfter) } }
+          return refuse({ status, code: part.code, message: part.message, ...retryAfter })
+        }
+        batches = only(part)
+      } else batches = guard(early ? early.value.parts : afterOpening(opening), classify, firstContent)
 
-    const wire = wireFor(chatRequest.generation, transport.value)
-    const context = ctx()
-    /** The final event's extras, and the moment usage and the finish reason are known. */
-    const final = (part: Part, model: string) => {
-      trail.responseModel = model
-      if (part.type === "finish") {
-        trail.usage = part.usage
-        trail.finishReason = part.reason
-        const cost = observer?.cost(trail.model ?? model, part.usage)
-        if (cost !== undefined) trail.costUsd = cost
+      const wire = wireFor(chatRequest.generation, transport.value)
+      const context = ctx()
+      /** The final event's extras, and the moment usage and the finish reason are known. */
+      const final = (part: Part, model: string) => {
+        trail.responseModel = model
+        if (part.type === "finish") {
+          trail.usage = part.usage
+          trail.finishReason = part.reason
+          const cost = observer?.cost(trail.model ?? model, part.usage)
+          if (cost !== undefined) trail.costUsd = cost
+        }
+        return {
+          requestId: trail.requestId,
+          ...(trail.fallbackFrom && { fallback: { from: trail.fallbackFrom, to: `${trail.provider}/${trail.model}` } }),
+          ...(trail.costUsd !== undefined && { costUsd: trail.costUsd }),
+        }
       }
-      return {
-        requestId: trail.requestId,
-        ...(trail.fallbackFrom && { fallback: { from: trail.fallbackFrom, to: `${trail.provider}/${trail.model}` } }),
-        ...(trail.costUsd !== undefined && { costUsd: trail.costUsd }),
-      }
+      trail.deferred = true
+      return streamResponse(wire.encode(batches, context, chatRequest, final), {
+        trailer: wire.trailer,
+        fail: (thrown) => {
+          report("stream failed inside sidechat", thrown, trail.requestId)
+          error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
+          return wire.failure(error, context, chatRequest, final) + wire.trailer
+        },
+        headers: {
+          "content-type": wire.contentType,
+          "cache-control": "no-cache",
+          connection: "keep-alive",
+          "x-accel-buffering": "no",
+          "x-request-id": trail.requestId,
+        },
+        heartbeat: wire.heartbeat,
+        heartbeatMs: config.heartbeatMs,
+        signal: request.signal,
+        onClose: (end) => {
+          finish()
+          if (end === "cancelled") return record(trail, 200, "cancelled")
+          if (!error) return record(trail, 200, "complete")
+          const how = error.code === "shutdown" ? "shutdown" : TIMEOUTS.has(error.code) ? "timeout" : "error"
+          record(trail, 200, how, error.code)
+        },
+      })
+    } catch (thrown) {
+      finish()
+      throw thrown
     }
-    const stream = { expire: deadline.expire }
-    streams.add(stream)
-    trail.deferred = true
-    return streamResponse(wire.encode(batches, context, chatRequest, final), {
-      trailer: wire.trailer,
-      fail: (thrown) => {
-        report("stream failed inside sidechat", thrown, trail.requestId)
-        error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
-        return wire.failure(error, context, chatRequest, final) + wire.trailer
-      },
-      headers: {
-        "content-type": wire.contentType,
-        "cache-control": "no-cache",
-        connection: "keep-alive",
-        "x-accel-buffering": "no",
-        "x-request-id": trail.requestId,
-      },
-      heartbeat: wire.heartbeat,
-      heartbeatMs: config.heartbeatMs,
-      signal: request.signal,
-      onClose: (end) => {
-        finish()
-        streams.delete(stream)
-        if (!streams.size) for (const resolve of drained) resolve()
-        if (end === "cancelled") return record(trail, 200, "cancelled")
-        if (!error) return record(trail, 200, "complete")
-        const how = error.code === "shutdown" ? "shutdown" : TIMEOUTS.has(error.code) ? "timeout" : "error"
-        record(trail, 200, how, error.code)
-      },
-    })
   }
 
   /** The caller's own provider key, when BYOK is on and the request carries one. */

@@ -105,6 +105,41 @@ describe.each(["anthropic", "openai"] as const)("%s: faults after the first byte
     expect(JSON.stringify(errors)).not.toContain("secret completion")
   })
 
+  test("an answer complete up to its last event survives a connection lost just after it", async () => {
+    raw.respond((socket) => {
+      socket.write(eventStreamHead("chunked") + chunk(transcripts[provider]))
+      setTimeout(() => socket.resetAndDestroy(), 30)
+    })
+    const { events } = await chat(provider)
+    expect(events.at(-1)).toMatchObject({ type: "RUN_FINISHED" })
+  })
+
+  test("a refusal whose message is not a string is still told in-band, and frees its stream slot", async () => {
+    const strict = startSidechat({
+      ...TEST_KEYS,
+      ANTHROPIC_BASE_URL: raw.url,
+      OPENAI_BASE_URL: `${raw.url}/v1`,
+      MAX_STREAMS_PER_CLIENT: "1",
+    })
+    try {
+      raw.respond((socket) => {
+        const body = JSON.stringify({ error: { type: "invalid_request_error", message: ["bad field", { at: "messages" }] } })
+        socket.write(
+          `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        )
+      })
+      for (let i = 0; i < 2; i++) {
+        const response = await post(strict.url, agui(provider))
+        expect(response.status).toBe(200)
+        const events = dataOf(await response.text()) as Event[]
+        expect(events.at(-1)).toMatchObject({ type: "RUN_ERROR", code: "provider_rejected_request" })
+        expect((events.at(-1) as { message?: string }).message).toContain("bad field")
+      }
+    } finally {
+      strict.stop()
+    }
+  })
+
   test("a close-delimited body without content-length streams to its end", async () => {
     raw.respond((socket) => socket.end(eventStreamHead("close") + transcripts[provider]))
     const { status, events } = await chat(provider)

@@ -82,6 +82,21 @@ describe("SIGTERM drains", () => {
     )
   }, 15_000)
 
+  test("a chat whose provider is still opening when the grace ends gets its final `shutdown` event too", async () => {
+    fake.respond(async () => {
+      await Bun.sleep(3000)
+      return hangingStream(STARTED)
+    })
+    const sidechat = await spawnSidechat({ ...env(), SHUTDOWN_GRACE_MS: "200" })
+    const response = chat(sidechat.url, agui("opening"))
+    await Bun.sleep(300)
+    sidechat.kill("SIGTERM")
+    const events = dataOf(await (await response).text()) as { type: string; code?: string }[]
+    expect(events.map((event) => event.type)).toEqual(["RUN_STARTED", "RUN_ERROR"])
+    expect(events.at(-1)).toMatchObject({ code: "shutdown" })
+    expect(await sidechat.exited).toBe(0)
+  }, 15_000)
+
   test("with no stream open, SIGINT exits 0 at once", async () => {
     const sidechat = await spawnSidechat({ ...env(), SHUTDOWN_GRACE_MS: "10000" })
     const signalled = performance.now()

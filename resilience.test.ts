@@ -188,6 +188,18 @@ describe("fallback", () => {
     )
   })
 
+  test("a fallback that fails too is reported as the fallback's failure", async () => {
+    const sidechat = start({ PROVIDER_MAX_RETRIES: "0", FALLBACK: "openai:gpt-backup", ALLOWED_MODELS: "claude-*,gpt-*" })
+    fake.respond(overloaded)
+    backup.respond(() =>
+      Response.json({ error: { message: "Incorrect API key provided", type: "invalid_request_error" } }, { status: 401 }),
+    )
+    const list = await events(await post(sidechat.url, agui()))
+    expect(list.at(-1)).toMatchObject({ type: "RUN_ERROR", code: "provider_auth_failed" })
+    expect(list.at(-1)?.message).toStartWith("OpenAI")
+    expect(sidechat.outcomes.at(-1)).toMatchObject({ end: "error", provider: "openai", fallbackFrom: "anthropic/claude-sonnet-4-6" })
+  })
+
   test("no fallback for a refusal of the request itself, nor once the primary has sent text", async () => {
     const sidechat = start({ FALLBACK: "openai:gpt-backup" })
     const before = backup.seen.length

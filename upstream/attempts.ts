@@ -38,7 +38,11 @@ export async function openWithRetries(
   signal: AbortSignal,
   policy: RetryPolicy,
   key?: string,
-  onRetry?: (error: unknown, waitMs: number) => void,
+  hooks: {
+    onRetry?: (error: unknown, waitMs: number) => void
+    /** The primary failed for good and the fallback is about to be tried: from now on it is the fallback's request. */
+    onFallback?: (served: ChatRequest, error: unknown) => void
+  } = {},
 ): Promise<Opened> {
   let retries = 0
   const attempt = async (served: ChatRequest, ownKey: string | undefined): Promise<Opened> => {
@@ -51,7 +55,7 @@ export async function openWithRetries(
         const wait = Math.max((policy.backoffMs ?? defaultBackoff)(tries + 1), verdict.afterMs ?? 0)
         if (wait > MAX_RETRY_AFTER_MS) throw error
         retries++
-        onRetry?.(error, wait)
+        hooks.onRetry?.(error, wait)
         await sleep(wait, signal)
       }
     }
@@ -63,7 +67,9 @@ export async function openWithRetries(
     const eligible = fallback && !signal.aborted && retryable(error).retry && fallback.provider !== request.provider
     if (!eligible) throw error
     // The fallback is the server's own choice of provider, so it runs on the server's key.
-    const opened = await attempt({ ...request, provider: fallback.provider, model: fallback.model }, undefined)
+    const served = { ...request, provider: fallback.provider, model: fallback.model }
+    hooks.onFallback?.(served, error)
+    const opened = await attempt(served, undefined)
     return { ...opened, fallbackFrom: { provider: request.provider, model: request.model, error } }
   }
 }

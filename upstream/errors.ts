@@ -80,8 +80,12 @@ export function classifyError(error: unknown, provider: string): Failure {
   if (error instanceof Anthropic.APIError || error instanceof OpenAI.APIError) {
     const body = (error.error ?? {}) as { type?: string; message?: string; error?: { type?: string; message?: string } }
     const type = body.error?.type ?? body.type
-    const code = (type && BY_TYPE[type]) || (error.status ? codeForStatus(error.status) : "provider_error")
-    const detail = body.error?.message ?? body.message
+    // OpenAI answers a bad key with 401 and type invalid_request_error: the status says more.
+    const auth = error.status === 401 || error.status === 403
+    const code = auth ? "provider_auth_failed" : (type && BY_TYPE[type]) || (error.status ? codeForStatus(error.status) : "provider_error")
+    const given: unknown = body.error?.message ?? body.message
+    // Some compatible servers send a list or an object as the message.
+    const detail = given === undefined || given === null ? undefined : typeof given === "string" ? given : JSON.stringify(given)
     const afterMs = retryAfterMs(error.headers)
     const retryAfter = afterMs === undefined ? undefined : Math.max(1, Math.ceil(afterMs / 1000))
     const status = error.status === 429 ? 429 : STATUS_OF[code]

@@ -40,4 +40,14 @@ describe("the event-stream parser", () => {
       for (let i = 0; i < 5; i++) parser.push(chunk)
     }).toThrow(SyntaxError)
   })
+
+  test("a CR that ends one read still pairs with an LF after an empty read", () => {
+    const parser = createEventParser()
+    const events = [
+      ...parser.push(encoder.encode("data: a\r")),
+      ...parser.push(new Uint8Array()),
+      ...parser.push(encoder.encode("\ndata: b\n\n")),
+    ]
+    expect(events).toEqual([{ data: "a\nb" }])
+  })
 })

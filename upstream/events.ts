@@ -45,6 +45,7 @@ export function createEventParser() {
     /** The events completed by these bytes. */
     push(bytes: Uint8Array): SseEvent[] {
       let text = decoder.decode(bytes, { stream: true })
+      if (!text) return []
       if (lastWasCR && text.charCodeAt(0) === 10) text = text.slice(1)
       lastWasCR = false
       const all = pending ? pending + text : text

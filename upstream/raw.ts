@@ -44,7 +44,9 @@ export async function* openaiBatches(response: Response): AsyncGenerator<Part[]>
     try {
       for (const { event, data } of parser.push(bytes)) {
         if (data === "[DONE]") {
+          // The answer is complete here, whatever the connection does next.
           complete = true
+          for (const part of converter.end()) parts.push(part)
           break
         }
         let chunk: { error?: object }
@@ -61,6 +63,7 @@ export async function* openaiBatches(response: Response): AsyncGenerator<Part[]>
       if (parts.length) yield parts
     }
   }
+  if (complete) return
   const last = [...converter.end()]
   if (last.length) yield last
 }

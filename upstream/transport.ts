@@ -118,6 +118,8 @@ function toResponse({ request, response }: Exchange, method: string | undefined,
     throw abortError()
   }
   let ended = false
+  /** An error held back until the reader has taken what arrived before it. */
+  let failure: (() => void) | undefined
   let lastByte = performance.now()
   let stall: ReturnType<typeof setTimeout> | undefined
   const onAbort = () => request.destroy(abortError())
@@ -152,13 +154,20 @@ function toResponse({ request, response }: Exchange, method: string | undefined,
           if ((controller.desiredSize ?? 1) <= 0) response.pause()
         })
         response.on("end", () => end(() => controller.close()))
-        response.on("error", (error) => end(() => controller.error(signal?.aborted ? abortError() : closedError(error))))
+        response.on("error", (error) => end(() => fail(signal?.aborted ? abortError() : closedError(error))))
         // A socket closed before the body ended is an error, not a short body.
         response.on("close", () => {
-          if (!response.complete) end(() => controller.error(signal?.aborted ? abortError() : new UpstreamClosedError("socket closed")))
+          if (!response.complete) end(() => fail(signal?.aborted ? abortError() : new UpstreamClosedError("socket closed")))
         })
+        // A connection lost while the reader is behind: what already arrived is read first, and
+        // the error comes after it (an abort or a stall does not wait).
+        const fail = (error: Error) => {
+          if (error.name === "AbortError" || controller.desiredSize === BUFFERED.highWaterMark) controller.error(error)
+          else failure = () => controller.error(error)
+        }
       },
-      pull() {
+      pull(controller) {
+        if (failure && controller.desiredSize === BUFFERED.highWaterMark) return failure()
         response.resume()
       },
       cancel() {
