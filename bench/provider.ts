@@ -60,6 +60,7 @@ const server = Bun.serve({
   hostname: "127.0.0.1",
   idleTimeout: 0,
   async fetch(request) {
+    if (request.method !== "POST") return new Response("ok")
     const body = (await request.json()) as { messages: { content: unknown }[] }
     const asked = JSON.stringify(body.messages.at(-1)?.content)
     const openai = new URL(request.url).pathname.endsWith("/chat/completions")

@@ -8,6 +8,7 @@ const server = Bun.serve({
   hostname: "127.0.0.1",
   idleTimeout: 0,
   async fetch(request) {
+    if (request.method !== "POST") return new Response("ok")
     const path = new URL(request.url).pathname
     const response = await fetch(`${upstream}${path}`, {
       method: "POST",
