@@ -90,10 +90,11 @@ export function createHandler(deps: Deps): Handler {
   observer?.bind({ activeStreams: chat.active })
 
   const handle = async (request: Request, server?: Server) => {
+    const url = new URL(request.url)
     const trail: Trail = {
       requestId: requestIdOf(request),
       method: request.method,
-      route: routeOf(new URL(request.url).pathname),
+      route: routeOf(url.pathname),
       byok: false,
       retries: 0,
       begun: performance.now(),
@@ -103,9 +104,9 @@ export function createHandler(deps: Deps): Handler {
     }
     let response: Response
     try {
-      response = await route(request, trail, server)
+      response = await route(request, url, trail, server)
     } catch (error) {
-      report(`${request.method} ${new URL(request.url).pathname} failed inside sidechat`, error, trail.requestId)
+      report(`${request.method} ${url.pathname} failed inside sidechat`, error, trail.requestId)
       trail.code = "internal_error"
       response = httpError({ status: 500, code: "internal_error", message: "sidechat failed while handling the request" })
     }
@@ -124,8 +125,7 @@ export function createHandler(deps: Deps): Handler {
     await Promise.race([chat.idle(), Bun.sleep(5000)])
   }
 
-  async function route(request: Request, trail: Trail, server?: Server): Promise<Response> {
-    const url = new URL(request.url)
+  async function route(request: Request, url: URL, trail: Trail, server?: Server): Promise<Response> {
     const refuse = (error: HttpError) => {
       trail.code = error.code
       return httpError(error)

@@ -1,5 +1,5 @@
-// Provider I/O: one SDK client per provider (live or mocked), opened eagerly so that errors
-// before the first byte surface as HTTP errors, then handed to the matching converter.
+// Provider I/O: one SDK client per provider (live or mocked) sends the request and classifies its
+// HTTP errors; the response body goes to the hot path in raw.ts, one batch of parts per read.
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
 import { type Config, PROVIDERS, type ProviderName, providerMode } from "../config"

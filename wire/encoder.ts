@@ -30,7 +30,7 @@ export async function* encodeBatches<E>(
 ): AsyncGenerator<string> {
   let text = ""
   for (const event of encoder.open()) text += frame(event)
-  yield text
+  if (text) yield text
   const out: E[] = []
   for await (const batch of batches) {
     out.length = 0
