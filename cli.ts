@@ -5,13 +5,12 @@ import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { type Config, type Loaded, loadJsonSetting, maskKey, parseConfig } from "./config"
 import { httpError } from "./edge/http-error"
-import { createHandler } from "./index"
-import { createObserver } from "./observe"
+import { health, providerModes, ready } from "./edge/probes"
+import type { Handler } from "./index"
 import { createLogger, type Logger } from "./observe/log"
 import { loadPrices } from "./observe/prices"
 import pkg from "./package.json"
-import { checkToolList, type ToolDecl } from "./schema"
-import { createProviders } from "./upstream"
+import type { ToolDecl } from "./schema"
 
 /** Each flag sets the environment variable of the same name; secrets have no flag (argv is public). */
 const FLAGS = {
@@ -93,8 +92,8 @@ export function printableConfig(config: Config): string {
 
 /** Reads TOOLS_FILE: a JSON array of `{ name, description, parameters }` declared to every provider call. */
 export function loadServerTools(path: string | undefined): Promise<Loaded<ToolDecl[]>> {
-  return loadJsonSetting("TOOLS_FILE", path, [] as ToolDecl[], (json) => {
-    const checked = checkToolList(json)
+  return loadJsonSetting("TOOLS_FILE", path, [] as ToolDecl[], async (json) => {
+    const checked = (await import("./schema")).checkToolList(json)
     return checked.ok ? checked : { ok: false, problem: `${checked.error.path || "(root)"} ${checked.error.message}` }
   })
 }
@@ -163,22 +162,57 @@ export async function main() {
   // every other stream; the process logs it loudly and carries on.
   process.on("uncaughtException", (error) => logger.error("BUG: uncaught exception (sidechat carries on)", { error }))
   process.on("unhandledRejection", (error) => logger.error("BUG: unhandled rejection (sidechat carries on)", { error }))
+
+  // The port is bound before the request path is loaded (SDKs, schemas: most of the start-up time),
+  // so /health answers at once; /ready says "starting" and every other request waits for the load.
+  const startedAt = Date.now()
+  let handler: Handler | undefined
+  const loaded = Promise.withResolvers<Handler>()
+  const early = (request: Request, srv: Bun.Server<undefined>) => {
+    const path = new URL(request.url).pathname
+    const state = { providers: providerModes(config), startedAt, activeStreams: 0, draining: false, starting: true }
+    if (request.method === "GET" && path === "/health") return health(config, state)
+    if (request.method === "GET" && path === "/ready") return ready(config, state)
+    return loaded.promise.then((serve) => serve(request, srv))
+  }
+  let server: Bun.Server<undefined>
+  try {
+    server = Bun.serve({
+      port: config.port,
+      hostname: config.host,
+      // Bun's own limit answers with an empty 413 no client can read; readJson answers every size.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      fetch: (request, srv) => (handler ? handler(request, srv) : early(request, srv)),
+      error(error) {
+        logger.error("BUG: Bun.serve caught an error", { error })
+        return httpError({ status: 500, code: "internal_error", message: "sidechat failed while handling the request" })
+      },
+    })
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error)
+    logger.error(`sidechat: cannot listen on ${config.host}:${config.port}: ${reason}`, { host: config.host, port: config.port })
+    process.exit(1)
+  }
+
+  // The request path loads a module group at a time, with a turn of the event loop between
+  // groups, so a probe is answered while the rest loads.
+  const step = <T>(load: () => Promise<T>) => new Promise((resolve) => setImmediate(resolve)).then(load)
+  const groups: (() => Promise<unknown>)[] = [
+    () => import("./schema"),
+    () => import("node:http"),
+    () => import("openai"),
+    () => import("@anthropic-ai/sdk"),
+  ]
+  for (const group of groups) await step(group)
   // Loaded only when configured: without tracing, no OpenTelemetry module is evaluated.
   const tracing = config.otel ? await (await import("./observe/trace")).createTracing(config.otel, pkg.version) : undefined
+  const [{ createHandler }, { createObserver }, { createProviders }] = await step(() =>
+    Promise.all([import("./index"), import("./observe"), import("./upstream")]),
+  )
   const observer = createObserver({ config, logger, prices: prices.value, tracing })
   const providers = createProviders(config)
-  const handler = createHandler({ config, providers, serverTools: tools.value, observer })
-  const server = Bun.serve({
-    port: config.port,
-    hostname: config.host,
-    // Bun's own limit answers with an empty 413 no client can read; readJson answers every size.
-    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    fetch: (request, srv) => handler(request, srv),
-    error(error) {
-      logger.error("BUG: Bun.serve caught an error", { error })
-      return httpError({ status: 500, code: "internal_error", message: "sidechat failed while handling the request" })
-    },
-  })
+  handler = createHandler({ config, providers, serverTools: tools.value, observer, startedAt })
+  loaded.resolve(handler)
 
   let stopping = false
   const stop = async (signal: string) => {
@@ -191,7 +225,7 @@ export async function main() {
       signal,
       graceMs: config.shutdownGraceMs,
     })
-    await handler.shutdown(config.shutdownGraceMs)
+    await handler?.shutdown(config.shutdownGraceMs)
     await server.stop(true)
     await tracing?.shutdown()
     logger.info("sidechat: stopped")
@@ -234,3 +268,5 @@ export async function main() {
   if (tools.value.length)
     logger.info(`  server tools: ${tools.value.map((tool) => tool.name).join(", ")}`, { tools: tools.value.map((t) => t.name) })
 }
+
+if (import.meta.main) await main()

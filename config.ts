@@ -304,7 +304,7 @@ export async function loadJsonSetting<V>(
   name: string,
   path: string | undefined,
   empty: V,
-  check: (json: unknown) => { ok: true; value: V } | { ok: false; problem: string },
+  check: (json: unknown) => Loaded<V> | Promise<Loaded<V>>,
 ): Promise<Loaded<V>> {
   if (!path) return { ok: true, value: empty }
   const file = Bun.file(path)
@@ -315,7 +315,7 @@ export async function loadJsonSetting<V>(
   } catch (error) {
     return { ok: false, problem: `${name}=${path}: not JSON (${(error as Error).message})` }
   }
-  const checked = check(json)
+  const checked = await check(json)
   return checked.ok ? checked : { ok: false, problem: `${name}=${path}: ${checked.problem}` }
 }
 

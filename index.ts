@@ -6,9 +6,9 @@ import type { Config, ProviderName } from "./config"
 import { createAuth } from "./edge/auth"
 import { createCors } from "./edge/cors"
 import { httpError } from "./edge/http-error"
+import { health, type ProbeState, ready } from "./edge/probes"
 import { clientOf, createLimits } from "./edge/limits"
 import type { Observer } from "./observe"
-import pkg from "./package.json"
 import type { Ctx, ErrorCode, FinishReason, Usage } from "./parts"
 import { liveCtx } from "./parts"
 import type { Generation, HttpError } from "./request"
@@ -23,6 +23,8 @@ export type Deps = {
   ctx?: () => Ctx
   /** Logs, metrics and traces: told every request's outcome, once, when it is known. */
   observer?: Observer
+  /** When the process started (uptime on /health); by default when the handler was made. */
+  startedAt?: number
   /** Every request's outcome as well (tests read it). */
   onOutcome?: (outcome: Outcome) => void
 }
@@ -73,7 +75,7 @@ export type Handler = ((request: Request, server?: Server) => Promise<Response>)
 /** The whole server as one function, testable with plain Requests. */
 export function createHandler(deps: Deps): Handler {
   const { config, providers, serverTools = [], ctx = liveCtx, observer } = deps
-  const started = Date.now()
+  const started = deps.startedAt ?? Date.now()
   const auth = createAuth(config.authTokens)
   const cors = createCors(config.corsOrigins, config.byok === "off" ? [] : BYOK_HEADER_NAMES)
   let draining = false
@@ -146,7 +148,7 @@ export function createHandler(deps: Deps): Handler {
     if (trail.route === "/health" || trail.route === "/ready") {
       if (request.method !== "GET" && request.method !== "HEAD")
         return reply(refuse({ status: 405, code: "method_not_allowed", message: `use GET ${url.pathname}` }))
-      return reply(trail.route === "/health" ? health() : ready())
+      return reply(trail.route === "/health" ? health(config, probe()) : ready(config, probe()))
     }
     // Every other route, unknown ones included, needs the token: nothing is learnt without it.
     const token = auth.check(request)
@@ -171,29 +173,7 @@ export function createHandler(deps: Deps): Handler {
     return reply(await chat.handle(request, url, client, trail, server))
   }
 
-  function health(): Response {
-    return Response.json({
-      status: "ok",
-      version: pkg.version,
-      providers: providers.modes,
-      defaultProvider: config.defaultProvider,
-      uptimeSeconds: Math.round((Date.now() - started) / 1000),
-      activeStreams: chat.active(),
-    })
-  }
-
-  /** Configuration and draining state, never a provider call. */
-  function ready(): Response {
-    const body = {
-      status: draining ? "draining" : "ready",
-      draining,
-      activeStreams: chat.active(),
-      providers: providers.modes,
-      auth: auth.enabled,
-      byok: config.byok,
-    }
-    return Response.json(body, { status: draining ? 503 : 200 })
-  }
+  const probe = (): ProbeState => ({ providers: providers.modes, startedAt: started, activeStreams: chat.active(), draining })
 
   return Object.assign(handle, { shutdown })
 }
@@ -208,4 +188,5 @@ function routeOf(path: string): Route {
   return path === "/chat" || path === "/health" || path === "/ready" || path === "/metrics" ? path : "other"
 }
 
-if (import.meta.main) await (await import("./cli")).main()
+// Not awaited: cli.ts imports this module back once it has bound the port.
+if (import.meta.main) void import("./cli").then((cli) => cli.main())

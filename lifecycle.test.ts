@@ -188,4 +188,18 @@ describe("the command line", () => {
     for (const name of ["AUTH_TOKEN", "BYOK", "FALLBACK", "PROVIDER_ERRORS"]) expect(bad.stderr).toContain(name)
     expect(bad.stdout).not.toContain("listening")
   })
+
+  test("a port already taken exits 1 at once and names the address, instead of running without a listener", async () => {
+    const first = await spawnSidechat(env())
+    try {
+      const port = new URL(first.url).port
+      const second = await run([], { HOST: "127.0.0.1", PORT: port, LOG_FORMAT: "json" })
+      expect(second.code).toBe(1)
+      expect(second.stdout + second.stderr).toContain(`cannot listen on 127.0.0.1:${port}`)
+      expect(second.stdout).not.toContain("BUG")
+      expect(first.alive()).toBe(true)
+    } finally {
+      await first.stop()
+    }
+  })
 })

@@ -15,7 +15,7 @@ const fail = (message: string): never => {
 }
 
 async function start(env: Record<string, string>, cwd?: string): Promise<string> {
-  const port = 20000 + Math.floor(Math.random() * 20000)
+  const port = 10000 + Math.floor(Math.random() * 22000)
   children.push(
     Bun.spawn([binary], {
       cwd,

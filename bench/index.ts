@@ -29,6 +29,9 @@ function fileCapacity(): number {
 }
 const LEVELS = [1, 16, 64]
 
+/** A port below Linux's ephemeral range (32768+), where the bench's own client sockets cannot hold it. */
+const freePort = () => 10_000 + Math.floor(Math.random() * 22_000)
+
 type Child = { url: string; pid: number; cpu: () => number; rss: () => number; stop: () => Promise<void> }
 
 /**
@@ -36,7 +39,7 @@ type Child = { url: string; pid: number; cpu: () => number; rss: () => number; s
  * waits until it answers. Its output goes nowhere: a pipe the bench reads late could block it.
  */
 async function start(entry: string, env: Record<string, string>, fileLimit?: number): Promise<Child> {
-  const port = 20_000 + Math.floor(Math.random() * 30_000)
+  const port = freePort()
   const command = `${fileLimit ? `ulimit -n ${fileLimit} 2>/dev/null; ` : ""}exec "${process.execPath}" run "${entry}"`
   const child = Bun.spawn(["sh", "-c", command], {
     cwd: ROOT,
@@ -215,14 +218,16 @@ async function held(target: Target) {
 }
 
 /** The compiled binary: spawn → first 200 on /health, and spawn → first streamed token (mock). */
-async function coldStart() {
-  const binary = `${ROOT}/dist/sidechat`
-  if (!existsSync(binary)) await Bun.spawn(["bun", "run", "build"], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
+/**
+ * Spawn → first 200 on /health, and spawn → first streamed token, medians. `tokens: false` skips the
+ * second (the bare binary has no /chat).
+ */
+async function coldStart(binary: string, tokens = true) {
   const runs = QUICK ? 5 : 11
   const health: number[] = []
   const token: number[] = []
   for (let i = 0; i < runs * 2; i++) {
-    const port = 20_000 + Math.floor(Math.random() * 30_000)
+    const port = freePort()
     const t0 = performance.now()
     const child = Bun.spawn([binary], {
       env: { PATH: process.env.PATH ?? "", PORT: String(port), LOG_LEVEL: "warn", MOCK_DELAY_MS: "0" },
@@ -236,7 +241,7 @@ async function coldStart() {
         (r) => r.ok,
         () => false,
       )
-    if (i % 2 === 0) {
+    if (i % 2 === 0 || !tokens) {
       while (!(await up()) && performance.now() < giveUp) await Bun.sleep(0.5)
       if (performance.now() < giveUp) health.push(performance.now() - t0)
       else failed("the binary did not answer /health within 10 s")
@@ -262,7 +267,7 @@ async function coldStart() {
     await child.exited
   }
   const median = (list: number[]) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)] ?? Number.NaN
-  return { health: median(health), token: median(token) }
+  return { health: median(health), token: tokens ? median(token) : Number.NaN }
 }
 
 // ------------------------------------------------------------------ run
@@ -332,9 +337,18 @@ for (const target of wanted("held") ? [proxy, sidechat] : []) {
 }
 
 if (wanted("cold")) {
-  const cold = await coldStart()
+  // The floor: a compiled binary that only binds Bun.serve, built with the same flags.
+  const binary = `${ROOT}/dist/sidechat`
+  const bare = `${ROOT}/dist/bench-bare`
+  const build = (args: string[]) => Bun.spawn(["bun", ...args], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
+  if (!existsSync(binary)) await build(["run", "build"])
+  await build(["build", "--compile", "--minify", "--bytecode", "--format=esm", "bench/bare.ts", "--outfile", bare])
+  const floor = await coldStart(bare, false)
+  const cold = await coldStart(binary)
+  console.log(`\ncold start, compiled, medians: spawn → /health, spawn → first streamed token (mock)`)
+  console.log(`bare Bun.serve binary  ${floor.health.toFixed(1)} ms`)
   console.log(
-    `\ncompiled binary: spawn → /health ${cold.health.toFixed(1)} ms, spawn → first streamed token (mock) ${cold.token.toFixed(1)} ms`,
+    `sidechat               ${cold.health.toFixed(1)} ms (${times(cold.health / floor.health)}), ${cold.token.toFixed(1)} ms (${times(cold.token / floor.health)})`,
   )
 }
 

@@ -1,3 +1,5 @@
+import { anthropicConverter } from "../converter"
+import { plainTextDelta } from "./raw"
 import { describe, expect, test } from "bun:test"
 import { createEventParser, type SseEvent } from "./events"
 
@@ -49,5 +51,39 @@ describe("the event-stream parser", () => {
       ...parser.push(encoder.encode("\ndata: b\n\n")),
     ]
     expect(events).toEqual([{ data: "a\nb" }])
+  })
+})
+
+describe("plainTextDelta: the text-delta shortcut agrees with the full parse or steps aside", () => {
+  const full = (data: string) => {
+    const parts = anthropicConverter().step(JSON.parse(data))
+    return parts.flatMap((part) => (part.type === "text" ? [part.delta] : [])).join("")
+  }
+  const delta = (literal: string, index = "0") =>
+    `{"type":"content_block_delta","index":${index},"delta":{"type":"text_delta","text":${literal}}}`
+
+  test("every string literal in the exact shape gives the parsed text", () => {
+    for (const literal of ['"Hello"', '""', '"a\\"}}"', '"\\u00e9\\ud83d\\udc4b\\n\\t\\\\"', '"東京 👋🏽"', '"}},\\"x\\":1"']) {
+      const data = delta(literal, "12")
+      expect(plainTextDelta(data)).toBe(full(data))
+    }
+  })
+
+  test("anything else takes the full path", () => {
+    const others = [
+      delta("1"),
+      delta("null"),
+      delta('"a","extra":"b"'),
+      delta('"a"', ""),
+      delta('"a"', "-1"),
+      delta('"unterminated'),
+      delta('"raw\ttab"'),
+      delta('"in"side"'),
+      delta('"'),
+      '{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}',
+      '{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "spaced"}}',
+      '{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"reordered"}}',
+    ]
+    for (const data of others) expect(plainTextDelta(data)).toBeUndefined()
   })
 })

@@ -33,6 +33,10 @@ export function createEventParser() {
       return
     }
     if (text.startsWith("data: ")) return append(text.slice(6))
+    if (text.startsWith("event: ")) {
+      event = text.slice(7)
+      return
+    }
     const colon = text.indexOf(":")
     const field = colon < 0 ? text : text.slice(0, colon)
     let value = colon < 0 ? "" : text.slice(colon + 1)
@@ -54,7 +58,7 @@ export function createEventParser() {
       // Providers end lines with LF; CR and CRLF take the careful path.
       if (all.indexOf("\r") < 0) {
         for (let end = all.indexOf("\n"); end >= 0; end = all.indexOf("\n", start)) {
-          line(all.slice(start, end), out)
+          line(end === start ? "" : all.slice(start, end), out)
           start = end + 1
         }
       } else {

@@ -2,7 +2,8 @@
 // HTTP errors; the response body goes to the hot path in raw.ts, one batch of parts per read.
 import Anthropic from "@anthropic-ai/sdk"
 import OpenAI from "openai"
-import { type Config, PROVIDERS, type ProviderName, providerMode } from "../config"
+import type { Config, ProviderName } from "../config"
+import { providerModes } from "../edge/probes"
 import { toAnthropic, toOpenAI } from "../formatters"
 import { createTransport, type Fetch } from "./transport"
 import { mockFetch } from "./mock"
@@ -21,7 +22,7 @@ export type Providers = {
 }
 
 export function createProviders(config: Config, fetch: Fetch = createTransport({ stallMs: config.providerStallMs })): Providers {
-  const modes = Object.fromEntries(PROVIDERS.map((name) => [name, providerMode(config, name)])) as Providers["modes"]
+  const modes = providerModes(config)
   // Retrying is ours (upstream/attempts.ts): it sees the whole request, fallback included, and counts
   // what it does. The SDKs would log an unreadable event's raw data, which can hold a completion.
   const common = { maxRetries: 0, timeout: config.providerTimeoutMs, fetch, logLevel: "off" as const }

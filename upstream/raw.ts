@@ -21,6 +21,13 @@ export async function* anthropicBatches(response: Response): AsyncGenerator<Part
           const type = (error as { error?: { type?: Anthropic.ErrorType } })?.error?.type
           throw new Anthropic.APIError(undefined, error as object, undefined, response.headers, type)
         }
+        if (event === "content_block_delta") {
+          const text = plainTextDelta(data)
+          if (text !== undefined) {
+            if (text) parts.push({ type: "text", delta: text })
+            continue
+          }
+        }
         for (const part of converter.step(JSON.parse(data))) parts.push(part)
       }
     } finally {
@@ -67,6 +74,37 @@ export async function* openaiBatches(response: Response): AsyncGenerator<Part[]>
   const last = [...converter.end()]
   if (last.length) yield last
 }
+
+const TEXT_DELTA_HEAD = '{"type":"content_block_delta","index":'
+const TEXT_DELTA_MID = ',"delta":{"type":"text_delta","text":'
+
+/**
+ * Most of an answer is text deltas of one exact shape; for those only the text's string literal is
+ * parsed, not the event around it. Anything else (another shape, key order or spacing, a literal
+ * that is not one JSON string) returns undefined and takes the full path. The converter keeps no
+ * state for text deltas, so skipping it yields the same part.
+ */
+export function plainTextDelta(data: string): string | undefined {
+  if (!data.startsWith(TEXT_DELTA_HEAD) || !data.endsWith("}}")) return undefined
+  let at = TEXT_DELTA_HEAD.length
+  const digits = at
+  while (at < data.length && data.charCodeAt(at) >= 48 && data.charCodeAt(at) <= 57) at++
+  if (at === digits || !data.startsWith(TEXT_DELTA_MID, at)) return undefined
+  const literal = data.slice(at + TEXT_DELTA_MID.length, -2)
+  const last = literal.length - 1
+  if (last < 1 || literal.charCodeAt(0) !== 34 || literal.charCodeAt(last) !== 34) return undefined
+  // Without quotes, backslashes or control characters inside, the literal's text is what it shows.
+  const inner = literal.slice(1, last)
+  if (!NEEDS_PARSE.test(inner)) return inner
+  try {
+    const text: unknown = JSON.parse(literal)
+    return typeof text === "string" ? text : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const NEEDS_PARSE = /["\\\x00-\x1f]/
 
 /** The body's reads; leaving early (a client gone, `[DONE]`) cancels it, which closes the connection. */
 async function* body(response: Response): AsyncGenerator<Uint8Array> {
