@@ -10,6 +10,7 @@ import type { Handler } from "./index"
 import { createLogger, type Logger } from "./observe/log"
 import { loadPrices } from "./observe/prices"
 import pkg from "./package.json"
+import playground from "./playground/index.html"
 import type { ToolDecl } from "./schema"
 
 /** Each flag sets the environment variable of the same name; secrets have no flag (argv is public). */
@@ -182,6 +183,9 @@ export async function main() {
       hostname: config.host,
       // Bun's own limit answers with an empty 413 no client can read; readJson answers every size.
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      // The playground page and its bundled script and styles (see playground/); everything else is ours.
+      routes: config.playground ? { [config.playground]: playground } : {},
+      development: false,
       fetch: (request, srv) => (handler ? handler(request, srv) : early(request, srv)),
       error(error) {
         logger.error("BUG: Bun.serve caught an error", { error })

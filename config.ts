@@ -37,6 +37,8 @@ export type Config = {
   authTokens: string[]
   /** `off`: BYOK headers are ignored; `optional`: used when sent; `required`: no key, no chat. */
   byok: ByokMode
+  /** The path the playground page is served at, or undefined when it is off (PLAYGROUND). */
+  playground?: string
   limits: Limits
   timeouts: { firstTokenMs: number; maxDurationMs: number }
   /** Where a provider request goes when its provider fails before the first byte. */
@@ -215,9 +217,25 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     pricesFile: str("PRICES_FILE"),
     otel: parseOtel(env, str, int, problems),
   }
+  value.playground = parsePlayground(str("PLAYGROUND"), str("PLAYGROUND_PATH"), value, problems)
   for (const token of value.authTokens)
     if (token.length < 16) problems.push(`AUTH_TOKEN: every token needs at least 16 characters; one has ${token.length}`)
   return problems.length ? { ok: false, problems } : { ok: true, value, warnings }
+}
+
+const API_ROUTES = ["/chat", "/health", "/ready", "/metrics", "/providers"]
+
+/**
+ * PLAYGROUND=auto (the default) serves the page only where it can only be a demo or a developer's
+ * machine: HOST is a loopback address, or the default provider is the mock. `on` and `off` decide.
+ */
+function parsePlayground(mode = "auto", path = "/", config: Config, problems: string[]): string | undefined {
+  if (!["auto", "on", "off"].includes(mode)) problems.push(`PLAYGROUND=${JSON.stringify(mode)}: expected auto, on or off`)
+  if (!/^\/[A-Za-z0-9._~\-/]*$/.test(path) || API_ROUTES.includes(path))
+    problems.push(`PLAYGROUND_PATH=${JSON.stringify(path)}: expected a path such as / or /playground, not one of ${API_ROUTES.join(", ")}`)
+  const loopback = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/.test(config.host)
+  const on = mode === "on" || (mode === "auto" && (loopback || providerMode(config, config.defaultProvider) === "mock"))
+  return on ? path : undefined
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Config, ProviderName } from "./config"
 import { createAuth } from "./edge/auth"
 import { createCors } from "./edge/cors"
 import { httpError } from "./edge/http-error"
-import { health, type ProbeState, ready } from "./edge/probes"
+import { catalog, health, type ProbeState, ready } from "./edge/probes"
 import { clientOf, createLimits } from "./edge/limits"
 import type { Observer } from "./observe"
 import type { Ctx, ErrorCode, FinishReason, Usage } from "./parts"
@@ -29,7 +29,7 @@ export type Deps = {
   onOutcome?: (outcome: Outcome) => void
 }
 
-export type Route = "/chat" | "/health" | "/ready" | "/metrics" | "other"
+export type Route = "/chat" | "/health" | "/ready" | "/metrics" | "/providers" | "other"
 
 /** How one request ended, as its client saw it: the one record logs, metrics and traces are made from. */
 export type Outcome = {
@@ -160,8 +160,12 @@ export function createHandler(deps: Deps): Handler {
       if (request.method !== "GET") return reply(refuse({ status: 405, code: "method_not_allowed", message: "use GET /metrics" }))
       return reply(new Response(observer.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))
     }
+    if (trail.route === "/providers") {
+      if (request.method !== "GET") return reply(refuse({ status: 405, code: "method_not_allowed", message: "use GET /providers" }))
+      return reply(Response.json(catalog(config, providers.modes)))
+    }
     if (trail.route !== "/chat") {
-      const message = `no route ${url.pathname}; sidechat serves POST /chat, GET /health, GET /ready${observer ? " and GET /metrics" : ""}`
+      const message = `no route ${url.pathname}; sidechat serves POST /chat, GET /health, GET /ready, GET /providers${observer ? " and GET /metrics" : ""}`
       return reply(refuse({ status: 404, code: "not_found", message }))
     }
     if (request.method !== "POST") return reply(refuse({ status: 405, code: "method_not_allowed", message: "use POST /chat" }))
@@ -185,7 +189,7 @@ function requestIdOf(request: Request): string {
 }
 
 function routeOf(path: string): Route {
-  return path === "/chat" || path === "/health" || path === "/ready" || path === "/metrics" ? path : "other"
+  return path === "/chat" || path === "/health" || path === "/ready" || path === "/metrics" || path === "/providers" ? path : "other"
 }
 
 // Not awaited: cli.ts imports this module back once it has bound the port.

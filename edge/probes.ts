@@ -1,6 +1,7 @@
-// The probes carry no token: /health says the process is up, /ready whether to send it traffic.
-// Both are answered from configuration and counters alone, never by calling a provider.
-import { type Config, PROVIDERS, type ProviderName, providerMode } from "../config"
+// What sidechat says about itself, from configuration and counters alone, never by calling a
+// provider. The probes carry no token: /health says the process is up, /ready whether to send it
+// traffic. /providers (behind auth) tells a frontend, such as the playground, what it may ask for.
+import { type Config, MOCK_MODEL, PROVIDERS, type ProviderName, providerMode } from "../config"
 import pkg from "../package.json"
 
 export type ProbeState = {
@@ -38,4 +39,17 @@ export function ready(config: Config, state: ProbeState): Response {
     byok: config.byok,
   }
   return Response.json(body, { status: status === "ready" ? 200 : 503 })
+}
+
+/** GET /providers: the providers served (live or mocked), each one's default model, and the allowed models. */
+export function catalog(config: Config, modes: Record<ProviderName, "live" | "mock" | "off">) {
+  return {
+    defaultProvider: config.defaultProvider,
+    providers: PROVIDERS.filter((name) => modes[name] !== "off").map((name) => ({
+      name,
+      mode: modes[name],
+      defaultModel: name === "mock" ? MOCK_MODEL : config[name].model,
+    })),
+    models: config.allowedModels,
+  }
 }
