@@ -29,7 +29,7 @@ const FLAGS = {
 } as const
 
 export type Command =
-  | { kind: "serve"; env: Record<string, string | undefined>; printConfig: boolean }
+  | { kind: "serve"; env: Record<string, string | undefined>; printConfig: boolean; healthcheck: boolean }
   | { kind: "help" }
   | { kind: "version" }
   | { kind: "error"; message: string }
@@ -45,6 +45,7 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
         "print-config": { type: "boolean" },
+        healthcheck: { type: "boolean" },
       },
       allowPositionals: false,
     })
@@ -59,7 +60,8 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
     const value = values[flag]
     if (typeof value === "string") overrides[name] = value
   }
-  return { kind: "serve", env: { ...env, ...overrides }, printConfig: values["print-config"] === true }
+  const printConfig = values["print-config"] === true
+  return { kind: "serve", env: { ...env, ...overrides }, printConfig, healthcheck: values.healthcheck === true }
 }
 
 export function usage(version: string): string {
@@ -73,6 +75,8 @@ Usage: sidechat [flags]          (in development: bun run index.ts [flags])
   -h, --help               this text
   -v, --version            the version
   --print-config           the effective configuration, secrets masked, then exit
+  --healthcheck            exit 0 if the sidechat on this HOST and PORT answers /health, else 1
+                           (a container HEALTHCHECK with no shell or curl in the image)
 ${flags}
 
 Every setting is an environment variable (see env.example); a .env file in the working
@@ -126,6 +130,17 @@ function openFileLimit(): number | undefined {
   }
 }
 
+/** Whether the server this configuration describes answers /health within 2 s. */
+async function healthy(config: Config): Promise<boolean> {
+  const host = ["0.0.0.0", "::", "[::]"].includes(config.host)
+    ? "127.0.0.1"
+    : config.host.includes(":") && !config.host.startsWith("[")
+      ? `[${config.host}]`
+      : config.host
+  const response = await fetch(`http://${host}:${config.port}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined)
+  return response?.status === 200
+}
+
 /** `bun run index.ts` and the binary start here. */
 export async function main() {
   const command = parseCommand(process.argv.slice(2), Bun.env)
@@ -147,6 +162,7 @@ export async function main() {
     process.exit(1)
   }
   if (command.printConfig) return console.log(printableConfig(parsed.value))
+  if (command.healthcheck) process.exit((await healthy(parsed.value)) ? 0 : 1)
   const logger = createLogger({
     level: parsed.value.logLevel,
     format: parsed.value.logFormat ?? (process.stdout.isTTY ? "pretty" : "json"),
@@ -186,6 +202,8 @@ export async function main() {
       // The playground page and its bundled script and styles (see playground/); everything else is ours.
       routes: config.playground ? { [config.playground]: playground } : {},
       development: false,
+      // Bun turns SO_REUSEPORT on with development off; a second sidechat on a taken port must fail, not share it.
+      reusePort: false,
       fetch: (request, srv) => (handler ? handler(request, srv) : early(request, srv)),
       error(error) {
         logger.error("BUG: Bun.serve caught an error", { error })

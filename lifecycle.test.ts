@@ -189,6 +189,18 @@ describe("the command line", () => {
     expect(bad.stdout).not.toContain("listening")
   })
 
+  test("--healthcheck exits 0 while this HOST:PORT answers /health and 1 when nothing does", async () => {
+    const server = await spawnSidechat(env())
+    const port = new URL(server.url).port
+    try {
+      expect((await run(["--healthcheck"], { HOST: "127.0.0.1", PORT: port })).code).toBe(0)
+      expect((await run(["--healthcheck"], { HOST: "0.0.0.0", PORT: port })).code).toBe(0)
+    } finally {
+      await server.stop()
+    }
+    expect((await run(["--healthcheck"], { HOST: "127.0.0.1", PORT: port })).code).toBe(1)
+  })
+
   test("a port already taken exits 1 at once and names the address, instead of running without a listener", async () => {
     const first = await spawnSidechat(env())
     try {
