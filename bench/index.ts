@@ -340,7 +340,7 @@ if (wanted("cold")) {
   // The floor: a compiled binary that only binds Bun.serve, built with the same flags.
   const binary = `${ROOT}/dist/sidechat`
   const bare = `${ROOT}/dist/bench-bare`
-  const build = (args: string[]) => Bun.spawn(["bun", ...args], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
+  const build = (args: string[]) => Bun.spawn([process.execPath, ...args], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
   if (!existsSync(binary)) await build(["run", "build"])
   await build(["build", "--compile", "--minify", "--bytecode", "--format=esm", "bench/bare.ts", "--outfile", bare])
   const floor = await coldStart(bare, false)
