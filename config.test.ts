@@ -55,6 +55,23 @@ describe("config", () => {
     expect(all.ok && providerMode(all.value, "openai")).toBe("mock")
   })
 
+  test("PLAYGROUND=auto serves the page on loopback or when the mock is the default, never on an exposed live server", () => {
+    const key = { ANTHROPIC_API_KEY: "sk-ant-0123456789abcdefghij" }
+    const at = (env: Record<string, string>) => {
+      const parsed = parseConfig(env)
+      if (!parsed.ok) throw new Error(parsed.problems.join("; "))
+      return parsed.value.playground
+    }
+    expect(at({ ...key })).toBe("/")
+    expect(at({ ...key, HOST: "::1" })).toBe("/")
+    expect(at({ ...key, HOST: "0.0.0.0" })).toBeUndefined()
+    expect(at({ HOST: "0.0.0.0" })).toBe("/")
+    expect(at({ ...key, HOST: "0.0.0.0", PLAYGROUND: "on", PLAYGROUND_PATH: "/try" })).toBe("/try")
+    expect(at({ PLAYGROUND: "off" })).toBeUndefined()
+    const bad = parseConfig({ PLAYGROUND: "maybe", PLAYGROUND_PATH: "/chat" })
+    expect(bad.ok ? [] : bad.problems.join("\n")).toMatch(/PLAYGROUND="maybe"[^]*PLAYGROUND_PATH="\/chat"/)
+  })
+
   test("key masking and model patterns", () => {
     expect(maskKey("sk-ant-api03-abcdefghijklmnop")).toBe("sk-ant-…mnop")
     expect(maskKey("short")).toBe("****")

@@ -65,6 +65,25 @@ describe("bearer auth", () => {
     expect((await fetch(`${sidechat.url}/anything`, { headers: bearer(TOKENS[1] as string) })).status).toBe(404)
   })
 
+  test("GET /providers needs the token and lists what a frontend may ask for, never a key", async () => {
+    expect((await fetch(`${sidechat.url}/providers`)).status).toBe(401)
+    const response = await fetch(`${sidechat.url}/providers`, { headers: bearer(TOKENS[0] as string) })
+    expect(response.status).toBe(200)
+    const text = await response.text()
+    expect(JSON.parse(text)).toEqual({
+      defaultProvider: "anthropic",
+      providers: [
+        { name: "anthropic", mode: "live", defaultModel: "claude-sonnet-4-6" },
+        { name: "openai", mode: "live", defaultModel: "gpt-5.4-mini" },
+        { name: "mock", mode: "mock", defaultModel: "sidechat-mock" },
+      ],
+      models: ["claude-sonnet-4-6", "gpt-5.4-mini"],
+    })
+    for (const key of Object.values(TEST_KEYS)) expect(text).not.toContain(key.slice(-8))
+    const post = await fetch(`${sidechat.url}/providers`, { method: "POST", headers: bearer(TOKENS[0] as string) })
+    expect(post.status).toBe(405)
+  })
+
   test("a browser's preflight carries no token and is answered", async () => {
     const response = await fetch(`${sidechat.url}/chat`, {
       method: "OPTIONS",
