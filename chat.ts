@@ -9,12 +9,14 @@ import type { Observer } from "./observe"
 import type { Ctx, ErrorCode, ErrorPart, Part } from "./parts"
 import { type ChatRequest, detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
 import type { ToolDecl } from "./schema"
+import { findReconnect, readRun, stopRun, tailResponse } from "./runs/http"
+import { ownerOf, type RunLog, type Runs } from "./runs"
 import { streamResponse } from "./sse"
 import { guard, type Providers, providerLabel } from "./upstream"
 import { type Opened, openWithRetries } from "./upstream/attempts"
 import { createDeadline } from "./upstream/deadline"
 import { classifyError, errorPart } from "./upstream/errors"
-import { type Transport, wireFor } from "./wire"
+import { aguiEvents, aguiFailure, type Transport, wireFor } from "./wire"
 
 /** What a request has told us so far; `deferred` when a stream will record its end itself. */
 export type Trail = Omit<Outcome, "status" | "end" | "durationMs"> & { begun: number; startedAt: number; deferred: boolean }
@@ -28,13 +30,18 @@ export type ChatDeps = {
   ctx: () => Ctx
   observer?: Observer
   limits: Admit
+  /** Resumable runs, when RESUMABLE is on (AG-UI requests only). */
+  runs?: Runs
   /** Records the request's outcome once its stream has ended. */
   record: (trail: Trail, status: number, end: Outcome["end"], code?: ErrorCode) => void
   report: (what: string, error: unknown, requestId?: string) => void
 }
 
 export type Chat = {
-  handle(request: Request, url: URL, client: string, trail: Trail, server?: Server): Promise<Response>
+  /** POST /chat; `token` is the bearer token the request presented (it owns resumable runs). */
+  handle(request: Request, url: URL, client: string, trail: Trail, server?: Server, token?: string): Promise<Response>
+  /** GET /chat (join, resume, hydration) and DELETE /chat (stop) with resumability on; else undefined. */
+  runRoute(request: Request, url: URL, trail: Trail, token?: string): Response | undefined
   /** Streams open right now. */
   active(): number
   /** Resolves once no stream is open. */
@@ -47,14 +54,15 @@ const BYOK_HEADERS: Record<string, string> = { anthropic: "x-byok-anthropic", op
 /** The BYOK request headers a browser's preflight must allow. */
 export const BYOK_HEADER_NAMES = Object.values(BYOK_HEADERS)
 const TIMEOUTS = new Set<ErrorCode>(["provider_timeout", "provider_stalled", "duration_exceeded"])
+const STOPS = new Set<ErrorCode>(["run_stopped", "run_abandoned"])
 
 export function createChat(deps: ChatDeps): Chat {
-  const { config, providers, serverTools, ctx, observer, limits, record, report } = deps
+  const { config, providers, serverTools, ctx, observer, limits, runs, record, report } = deps
   /** Live streams, each with the way to end it early (shutdown). */
   const streams = new Set<{ expire: (part: ErrorPart) => void }>()
   const drained = new Set<() => void>()
 
-  async function chat(request: Request, url: URL, client: string, trail: Trail, server?: Server): Promise<Response> {
+  async function chat(request: Request, url: URL, client: string, trail: Trail, server?: Server, token?: string): Promise<Response> {
     const refuse = (error: HttpError) => {
       // A client that left has nobody to refuse; whatever failed after it left is its departure.
       if (request.signal.aborted) return cancelled()
@@ -82,6 +90,18 @@ export function createChat(deps: ChatDeps): Chat {
     trail.mocked = providers.modes[chatRequest.provider] === "mock"
     if (config.logContent) observer?.logger.debug("request content", { requestId: trail.requestId, messages: chatRequest.messages })
 
+    // A resumable run is never sent to the model twice: a reconnect or a repeat reads its log.
+    const ownership = runs && chatRequest.generation === "agui" ? ownerOf(request, token) : undefined
+    if (runs && ownership) {
+      const lastEventId = request.headers.get("last-event-id")
+      const found =
+        lastEventId !== null
+          ? findReconnect(runs, lastEventId, chatRequest.runId, ownership.owner)
+          : ((log) => (log ? { ok: true as const, log, after: -1 } : undefined))(runs.find(ownership.owner, chatRequest.runId ?? ""))
+      if (found && !found.ok) return refuse(found.error)
+      if (found) return reread(found.log, found.after, request, transport.value === "sse", trail, ownership.cookie)
+    }
+
     const key = ownKey(request, chatRequest.provider)
     trail.byok = Boolean(key)
     if (key) trail.mocked = false
@@ -94,7 +114,12 @@ export function createChat(deps: ChatDeps): Chat {
 
     // Thinking and slow first tokens can be quiet for longer than Bun's 10 s idle timer.
     server?.timeout(request, 0)
-    const deadline = createDeadline(request.signal, config.timeouts, providerLabel(chatRequest.provider))
+    // A resumable run outlives its client's connection: only an explicit stop or the grace period ends it.
+    const deadline = createDeadline(
+      ownership ? new AbortController().signal : request.signal,
+      config.timeouts,
+      providerLabel(chatRequest.provider),
+    )
     // From here the request holds a slot and two clocks: every way out gives them back, and a
     // shutdown can end it even while the provider is still opening.
     const entry = { expire: deadline.expire }
@@ -139,7 +164,7 @@ export function createChat(deps: ChatDeps): Chat {
       // an HTTP status); a slower provider gets a started stream, heartbeats and in-band errors.
       const early = await settledWithin(opening, config.heartbeatMs)
       // The request's signal aborted the provider call too, so nothing is left open behind this.
-      if (request.signal.aborted) {
+      if (request.signal.aborted && !ownership) {
         finish()
         return cancelled()
       }
@@ -178,6 +203,47 @@ export function createChat(deps: ChatDeps): Chat {
         }
       }
       trail.deferred = true
+      const ended = (end: "complete" | "cancelled" | "failed") => {
+        finish()
+        if (end === "cancelled") return record(trail, 200, "cancelled")
+        if (!error) return record(trail, 200, "complete")
+        const how =
+          error.code === "shutdown" ? "shutdown" : TIMEOUTS.has(error.code) ? "timeout" : STOPS.has(error.code) ? "cancelled" : "error"
+        record(trail, 200, how, error.code)
+      }
+      if (runs && ownership) {
+        const started = runs.start(ownership.owner, {
+          runId: chatRequest.runId ?? "",
+          threadId: chatRequest.threadId ?? "",
+          messages: ((body.value as { messages?: unknown[] }).messages ?? []) as unknown[],
+        })
+        if (started === "exists") {
+          ended("cancelled")
+          return refuse({ status: 409, code: "run_exists", message: `run ${JSON.stringify(chatRequest.runId)} has already started` })
+        }
+        runs.control(started.log, (reason) =>
+          deadline.expire(
+            reason === "stopped"
+              ? { type: "error", code: "run_stopped", message: "the run was stopped by its client" }
+              : { type: "error", code: "run_abandoned", message: `no client came back within ${config.resumable?.graceMs} ms` },
+          ),
+        )
+        void (async () => {
+          try {
+            for await (const events of aguiEvents(batches, context, chatRequest, final))
+              started.record(events.map((event) => JSON.stringify(event)))
+          } catch (thrown) {
+            report("stream failed inside sidechat", thrown, trail.requestId)
+            error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
+            started.record([JSON.stringify(aguiFailure(error, chatRequest, final))])
+          } finally {
+            started.log.end()
+            ended("complete")
+          }
+        })()
+        const headers = { "x-request-id": trail.requestId, ...(ownership.cookie && { "set-cookie": ownership.cookie }) }
+        return tailResponse(started.log, -1, request, { sse: transport.value === "sse", heartbeatMs: config.heartbeatMs, headers })
+      }
       return streamResponse(wire.encode(batches, context, chatRequest, final), {
         trailer: wire.trailer,
         fail: (thrown) => {
@@ -195,18 +261,25 @@ export function createChat(deps: ChatDeps): Chat {
         heartbeat: wire.heartbeat,
         heartbeatMs: config.heartbeatMs,
         signal: request.signal,
-        onClose: (end) => {
-          finish()
-          if (end === "cancelled") return record(trail, 200, "cancelled")
-          if (!error) return record(trail, 200, "complete")
-          const how = error.code === "shutdown" ? "shutdown" : TIMEOUTS.has(error.code) ? "timeout" : "error"
-          record(trail, 200, how, error.code)
-        },
+        onClose: ended,
       })
     } catch (thrown) {
       finish()
       throw thrown
     }
+  }
+
+  /** A resumable run's log from `after` on, for a reconnect, a repeat or a join; its own outcome is logged. */
+  function reread(log: RunLog, after: number, request: Request, sse: boolean, trail: Trail, cookie?: string): Response {
+    trail.deferred = true
+    trail.resumed = true
+    const headers = { "x-request-id": trail.requestId, ...(cookie && { "set-cookie": cookie }) }
+    return tailResponse(log, after, request, {
+      sse,
+      heartbeatMs: config.heartbeatMs,
+      headers,
+      onClose: (end) => record(trail, 200, end === "cancelled" ? "cancelled" : "complete"),
+    })
   }
 
   /** The caller's own provider key, when BYOK is on and the request carries one. */
@@ -218,6 +291,18 @@ export function createChat(deps: ChatDeps): Chat {
 
   return {
     handle: chat,
+    runRoute(request, url, trail, token) {
+      if (!runs || (request.method !== "GET" && request.method !== "DELETE")) return undefined
+      const { owner } = ownerOf(request, token)
+      if (request.method === "DELETE") return stopRun(runs, url, owner)
+      const sse = !request.headers.get("accept")?.includes("application/x-ndjson")
+      const response = readRun(runs, request, url, owner, {
+        sse,
+        heartbeatMs: config.heartbeatMs,
+        headers: { "x-request-id": trail.requestId },
+      })
+      return response
+    },
     active: () => streams.size,
     idle: () => new Promise<void>((resolve) => (streams.size ? drained.add(resolve) : resolve())),
     expireAll(part) {

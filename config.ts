@@ -37,6 +37,8 @@ export type Config = {
   authTokens: string[]
   /** `off`: BYOK headers are ignored; `optional`: used when sent; `required`: no key, no chat. */
   byok: ByokMode
+  /** Resumable runs (RESUMABLE=memory): logged, tagged with ids, replayable; undefined when off. */
+  resumable?: { ttlMs: number; graceMs: number; maxRunBytes: number; maxBytes: number }
   /** The path the playground page is served at, or undefined when it is off (PLAYGROUND). */
   playground?: string
   limits: Limits
@@ -216,11 +218,30 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     logContent: oneOf("LOG_CONTENT", ["off", "on"] as const, "off") === "on",
     pricesFile: str("PRICES_FILE"),
     otel: parseOtel(env, str, int, problems),
+    resumable: parseResumable(str, int, problems),
   }
   value.playground = parsePlayground(str("PLAYGROUND"), str("PLAYGROUND_PATH"), value, problems)
   for (const token of value.authTokens)
     if (token.length < 16) problems.push(`AUTH_TOKEN: every token needs at least 16 characters; one has ${token.length}`)
   return problems.length ? { ok: false, problems } : { ok: true, value, warnings }
+}
+
+function parseResumable(
+  str: (name: string) => string | undefined,
+  int: (name: string, fallback: number, min: number, max: number) => number,
+  problems: string[],
+): Config["resumable"] {
+  const mode = str("RESUMABLE") ?? "off"
+  const settings = {
+    ttlMs: int("RESUMABLE_TTL", 600, 1, 7 * 86_400) * 1000,
+    graceMs: int("RESUMABLE_GRACE_MS", 5000, 0, 3_600_000),
+    maxRunBytes: int("RESUMABLE_MAX_RUN_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    maxBytes: int("RESUMABLE_MAX_BYTES", 256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
+  }
+  if (mode === "memory") return settings
+  if (mode === "redis") problems.push("RESUMABLE=redis: not in this version yet; use memory (one instance)")
+  else if (mode !== "off") problems.push(`RESUMABLE=${JSON.stringify(mode)}: expected off or memory`)
+  return undefined
 }
 
 const API_ROUTES = ["/chat", "/health", "/ready", "/metrics", "/providers"]

@@ -8,6 +8,7 @@ import { createCors } from "./edge/cors"
 import { httpError } from "./edge/http-error"
 import { catalog, health, type ProbeState, ready } from "./edge/probes"
 import { clientOf, createLimits } from "./edge/limits"
+import { createRuns } from "./runs"
 import type { Observer } from "./observe"
 import type { Ctx, ErrorCode, FinishReason, Usage } from "./parts"
 import { liveCtx } from "./parts"
@@ -55,6 +56,8 @@ export type Outcome = {
   retries: number
   /** `provider/model` the fallback left, when it served the request. */
   fallbackFrom?: string
+  /** A resumable run's log read again (a reconnect, a repeat or a join), not a new provider call. */
+  resumed?: boolean
   ttftMs?: number
   durationMs: number
   usage?: Usage
@@ -88,7 +91,9 @@ export function createHandler(deps: Deps): Handler {
     observer?.record(outcome, startedAt)
     deps.onOutcome?.(outcome)
   }
-  const chat: Chat = createChat({ config, providers, serverTools, ctx, observer, limits: createLimits(config.limits), record, report })
+  const runs = config.resumable && createRuns(config.resumable)
+  const limits = createLimits(config.limits)
+  const chat: Chat = createChat({ config, providers, serverTools, ctx, observer, limits, runs: runs || undefined, record, report })
   observer?.bind({ activeStreams: chat.active })
 
   const handle = async (request: Request, server?: Server) => {
@@ -168,13 +173,15 @@ export function createHandler(deps: Deps): Handler {
       const message = `no route ${url.pathname}; sidechat serves POST /chat, GET /health, GET /ready, GET /providers${observer ? " and GET /metrics" : ""}`
       return reply(refuse({ status: 404, code: "not_found", message }))
     }
+    const read = chat.runRoute(request, url, trail, token)
+    if (read) return reply(read)
     if (request.method !== "POST") return reply(refuse({ status: 405, code: "method_not_allowed", message: "use POST /chat" }))
     if (draining) {
       const refusal = { status: 503, code: "shutting_down" as const, message: "sidechat is shutting down; retry on another instance" }
       return reply(refuse({ ...refusal, headers: { "retry-after": "5" } }))
     }
     const client = clientOf(request, server?.requestIP?.(request)?.address, token, config.trustProxy)
-    return reply(await chat.handle(request, url, client, trail, server))
+    return reply(await chat.handle(request, url, client, trail, server, token))
   }
 
   const probe = (): ProbeState => ({ providers: providers.modes, startedAt: started, activeStreams: chat.active(), draining })

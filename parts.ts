@@ -43,6 +43,11 @@ export type ErrorCode =
   | "too_many_messages"
   | "input_too_large"
   | "max_tokens_too_large"
+  | "run_not_found"
+  | "run_exists"
+  | "run_truncated"
+  | "run_abandoned"
+  | "run_stopped"
   | "internal_error"
 
 /**

@@ -22,6 +22,11 @@ const BY_TYPE: Record<string, ErrorCode> = {
 const STATUS_OF: Record<ErrorCode, number> = {
   invalid_json: 400,
   invalid_request: 400,
+  run_not_found: 404,
+  run_exists: 409,
+  run_truncated: 410,
+  run_abandoned: 499,
+  run_stopped: 499,
   unsupported_media_type: 415,
   payload_too_large: 413,
   not_found: 404,

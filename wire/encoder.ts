@@ -42,3 +42,16 @@ export async function* encodeBatches<E>(
     if (ended) return
   }
 }
+
+/** The same as `encodeBatches`, events unframed: a resumable run logs each one with its own id. */
+export async function* encodeEventBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>): AsyncGenerator<E[]> {
+  const opened = encoder.open()
+  if (opened.length) yield opened
+  for await (const batch of batches) {
+    const out: E[] = []
+    let ended = false
+    for (const part of batch) if ((ended = encoder.push(part, out))) break
+    if (out.length) yield out
+    if (ended) return
+  }
+}

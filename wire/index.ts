@@ -2,8 +2,8 @@
 import type { Ctx, ErrorPart, Part } from "../parts"
 import type { ChatRequest, Generation } from "../request"
 import { ndjsonFrame, sseFrame } from "../sse"
-import { aguiEncoder, aguiError } from "./agui"
-import { encodeBatches } from "./encoder"
+import { type AguiEvent, aguiEncoder, aguiError } from "./agui"
+import { encodeBatches, encodeEventBatches } from "./encoder"
 import { legacyEncoder, legacyError } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
@@ -30,6 +30,15 @@ const runOf = (request: ChatRequest, extra?: Extra) => ({
   model: request.model,
   extra,
 })
+
+/** A resumable run's AG-UI events, a batch per network read, and its final event should encoding break. */
+export function aguiEvents(batches: AsyncIterable<Part[]>, ctx: Ctx, request: ChatRequest, extra?: Extra): AsyncIterable<AguiEvent[]> {
+  return encodeEventBatches(batches, aguiEncoder(ctx, runOf(request, extra)))
+}
+
+export function aguiFailure(error: ErrorPart, request: ChatRequest, extra?: Extra): AguiEvent {
+  return aguiError(runOf(request, extra), error)
+}
 
 export function wireFor(generation: Generation, transport: Transport): Wire {
   const sse = transport === "sse"

@@ -1,0 +1,171 @@
+// Resumable runs (RESUMABLE=memory; WIRE.md §3.10): each AG-UI run's events are logged and tagged
+// with ids, so a client can reconnect after a drop (the same POST with Last-Event-ID), another tab
+// can join (GET ?runId=&offset=-1), and a persisted client can hydrate a thread (GET ?threadId=).
+// Only the run's owner may do any of this: the bearer token's holder, or with auth off the browser
+// holding the owner cookie; a reconnect also proves itself with the run's capability in its ids.
+import { createHash, randomBytes } from "node:crypto"
+import { createRunLog, type Logged, type RunLog } from "./log"
+import { answerBuilder, fromWireMessages, type UIMessage } from "./thread"
+
+export type { RunLog } from "./log"
+
+export type RunsConfig = { ttlMs: number; graceMs: number; maxRunBytes: number; maxBytes: number }
+
+export const OWNER_COOKIE = "sidechat_owner"
+
+type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void }
+type Thread = { messages: UIMessage[]; answer?: UIMessage; activeRun?: string; touched: number }
+
+export type Runs = {
+  config: RunsConfig
+  /** Starts a run's log, or says the owner already has a run of that id. */
+  start(
+    owner: string,
+    input: { runId: string; threadId: string; messages: unknown[] },
+  ): { log: RunLog; record: (events: string[]) => void } | "exists"
+  /** Lets `stop` end the run's provider request (an explicit stop, or no reader for the grace period). */
+  control(log: RunLog, stop: Entry["stop"]): void
+  find(owner: string, runId: string): RunLog | undefined
+  /** The run whose ids carry this capability (a reconnect's Last-Event-ID). */
+  byCapability(capability: string): RunLog | undefined
+  /** DELETE: ends a live run at once; false when there is no such run of this owner. */
+  stop(owner: string, runId: string): boolean
+  thread(owner: string, threadId: string): { messages: UIMessage[]; activeRun: string | undefined } | undefined
+  /** Runs held right now, and their bytes (metrics, /ready). */
+  stats(): { runs: number; live: number; bytes: number }
+}
+
+const hash = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 32)
+const keyOf = (owner: string, id: string) => `${owner}\n${id}`
+
+export function createRuns(config: RunsConfig): Runs {
+  const runs = new Map<string, Entry>()
+  const capabilities = new Map<string, string>()
+  const threads = new Map<string, Thread>()
+
+  const drop = (key: string) => {
+    const entry = runs.get(key)
+    if (entry) capabilities.delete(entry.log.capability)
+    runs.delete(key)
+  }
+  /** Finished runs past their TTL go; then the oldest finished ones while over the total cap. Live runs stay. */
+  const evict = () => {
+    const now = Date.now()
+    let total = 0
+    for (const [key, { log }] of runs) {
+      const endedAt = log.endedAt()
+      if (endedAt !== undefined && now - endedAt > config.ttlMs) drop(key)
+      else total += log.bytes()
+    }
+    if (total > config.maxBytes) {
+      const finished = [...runs].filter(([, { log }]) => log.ended()).sort((a, b) => (a[1].log.endedAt() ?? 0) - (b[1].log.endedAt() ?? 0))
+      for (const [key, { log }] of finished) {
+        if (total <= config.maxBytes) break
+        total -= log.bytes()
+        drop(key)
+      }
+    }
+    for (const [key, thread] of threads) if (!thread.activeRun && now - thread.touched > config.ttlMs) threads.delete(key)
+  }
+  const sweeper = setInterval(evict, Math.min(60_000, Math.max(1000, config.ttlMs / 4)))
+  sweeper.unref?.()
+
+  return {
+    config,
+    start(owner, input) {
+      evict()
+      const key = keyOf(owner, input.runId)
+      if (runs.has(key)) return "exists"
+      const log = createRunLog({ ...input, capability: randomBytes(12).toString("base64url"), owner }, config.maxRunBytes)
+      runs.set(key, { log, stop: () => {} })
+      capabilities.set(log.capability, key)
+      const threadKey = keyOf(owner, input.threadId)
+      const answer = answerBuilder(`${input.runId}-answer`)
+      const thread: Thread = {
+        messages: fromWireMessages(input.messages),
+        answer: answer.message,
+        activeRun: input.runId,
+        touched: Date.now(),
+      }
+      threads.set(threadKey, thread)
+      return {
+        log,
+        record(events) {
+          for (const json of events) answer.push(JSON.parse(json))
+          log.append(events)
+          thread.touched = Date.now()
+        },
+      }
+    },
+    control(log, stop) {
+      const entry = runs.get(keyOf(log.owner, log.runId))
+      if (entry?.log === log) entry.stop = stop
+      // Until a reader attaches, and whenever the last one leaves, the grace period runs.
+      const abandon = () => setTimeout(() => log.ended() || stop("abandoned"), config.graceMs)
+      let timer: ReturnType<typeof setTimeout> | undefined = abandon()
+      log.onReaders((readers) => {
+        clearTimeout(timer)
+        timer = readers === 0 && !log.ended() ? abandon() : undefined
+      })
+    },
+    find: (owner, runId) => runs.get(keyOf(owner, runId))?.log,
+    byCapability(capability) {
+      const key = capabilities.get(capability)
+      return key === undefined ? undefined : runs.get(key)?.log
+    },
+    stop(owner, runId) {
+      const entry = runs.get(keyOf(owner, runId))
+      if (!entry) return false
+      if (!entry.log.ended()) entry.stop("stopped")
+      return true
+    },
+    thread(owner, threadId) {
+      const thread = threads.get(keyOf(owner, threadId))
+      if (!thread) return undefined
+      const active = thread.activeRun && runs.get(keyOf(owner, thread.activeRun))
+      if (thread.activeRun && (!active || active.log.ended())) thread.activeRun = undefined
+      const answered = thread.answer?.parts.length ? [thread.answer] : []
+      return { messages: [...thread.messages, ...answered], activeRun: thread.activeRun }
+    },
+    stats() {
+      let live = 0
+      let bytes = 0
+      for (const { log } of runs.values()) {
+        if (!log.ended()) live++
+        bytes += log.bytes()
+      }
+      return { runs: runs.size, live, bytes }
+    },
+  }
+}
+
+/**
+ * Who owns what a request starts or reads: the bearer token's holder; with auth off, the browser
+ * holding the owner cookie (a new one is handed out when there is none). "" is nobody: such runs
+ * can be reconnected to with their capability, but never joined, hydrated or stopped by id.
+ */
+export function ownerOf(request: Request, token: string | undefined): { owner: string; cookie?: string } {
+  if (token) return { owner: `t${hash(token)}` }
+  const cookie = request.headers
+    .get("cookie")
+    ?.split(";")
+    .map((pair) => pair.trim().split("="))
+    .find(([name]) => name === OWNER_COOKIE)?.[1]
+  if (cookie && /^[A-Za-z0-9_-]{16,64}$/.test(cookie)) return { owner: `c${hash(cookie)}` }
+  const fresh = randomBytes(18).toString("base64url")
+  return { owner: `c${hash(fresh)}`, cookie: `${OWNER_COOKIE}=${fresh}; Path=/; HttpOnly; SameSite=Lax; Max-Age=2592000` }
+}
+
+/** An event id is `<capability>.<seq>`; Last-Event-ID gives it back. */
+export function parseEventId(id: string): { capability: string; seq: number } | undefined {
+  const match = /^([A-Za-z0-9_-]{16})\.(\d{1,12})$/.exec(id.trim())
+  return match ? { capability: match[1] as string, seq: Number(match[2]) } : undefined
+}
+
+/** Logged events framed with their ids: `id:` lines for SSE, `{id, chunk}` envelopes for NDJSON. */
+export function frameLogged(log: RunLog, batch: Logged[], sse: boolean): string {
+  let text = ""
+  for (const { seq, json } of batch)
+    text += sse ? `id: ${log.capability}.${seq}\ndata: ${json}\n\n` : `{"id":"${log.capability}.${seq}","chunk":${json}}\n`
+  return text
+}
