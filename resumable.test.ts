@@ -1,0 +1,341 @@
+// Resumable runs (RESUMABLE=memory) with the real @tanstack/ai-client 0.33.2: a stream cut by a
+// small TCP proxy reconnects and completes with exactly the provider's text and one provider call;
+// joinRun from a second client; hydration through ChatClient({ persistence: true }); the grace
+// period and an explicit stop; and ownership.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { ChatClient, fetchHttpStream, fetchServerSentEvents } from "@tanstack/ai-client"
+import { type FakeProvider, startFakeProvider } from "./fixtures/fake-provider"
+import { dataOf, type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
+
+const TOKEN = "resumable-token-0123456789"
+const OTHER = "someone-else-0123456789ab"
+const GRACE_MS = 1500
+const TEXT = await Bun.file(new URL("fixtures/anthropic-text.sse", import.meta.url)).text()
+const EVENTS = TEXT.split("\n\n").filter(Boolean)
+const ANSWER = "Grüße aus 東京 👋🏽 — naïve café."
+
+let fake: FakeProvider
+let sidechat: Sidechat
+beforeAll(() => {
+  fake = startFakeProvider()
+  // Each event 60 ms after the last: long enough to cut, join or leave in the middle of an answer.
+  fake.respond(() => {
+    const encoder = new TextEncoder()
+    return new Response(
+      new ReadableStream({
+        async start(controller) {
+          for (const event of EVENTS) {
+            controller.enqueue(encoder.encode(`${event}\n\n`))
+            await Bun.sleep(60)
+          }
+          controller.close()
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    )
+  })
+  sidechat = startSidechat({
+    ...TEST_KEYS,
+    ANTHROPIC_BASE_URL: fake.url,
+    AUTH_TOKEN: `${TOKEN},${OTHER}`,
+    RESUMABLE: "memory",
+    RESUMABLE_GRACE_MS: String(GRACE_MS),
+  })
+})
+afterAll(() => {
+  sidechat.stop()
+  fake.stop()
+})
+
+const bearer = (token = TOKEN) => ({ authorization: `Bearer ${token}` })
+const textOf = (client: ChatClient) =>
+  client
+    .getMessages()
+    .filter((m) => m.role === "assistant")
+    .flatMap((m) => m.parts as { type: string; content?: string }[])
+    .filter((p) => p.type === "text")
+    .map((p) => p.content)
+    .join("")
+const body = (runId: string, content = "Grüß mich") =>
+  JSON.stringify({ threadId: `thread-${runId}`, runId, messages: [{ id: `u-${runId}`, role: "user", content }], tools: [], context: [] })
+const post = (runId: string, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+  fetch(`${sidechat.url}/chat`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...bearer(), ...headers },
+    body: body(runId),
+    signal,
+  })
+
+/** A TCP proxy in front of sidechat that cuts the first `cuts` responses once they carry text. */
+function cuttingProxy(target: string, cuts: number) {
+  const { hostname, port } = new URL(target)
+  let left = cuts
+  const server = Bun.listen<{ upstream?: Bun.Socket<unknown>; seen: string; cut: boolean; pending: Uint8Array[] }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      async open(client) {
+        client.data = { seen: "", cut: left-- > 0, pending: [] }
+        client.data.upstream = await Bun.connect({
+          hostname,
+          port: Number(port),
+          socket: {
+            data(_, chunk) {
+              const state = client.data
+              state.seen += new TextDecoder().decode(chunk)
+              client.write(chunk)
+              // Dropped mid-answer: after the second text delta, without a clean end.
+              if (state.cut && state.seen.split("TEXT_MESSAGE_CONTENT").length > 2) {
+                client.terminate()
+                state.upstream?.terminate()
+              }
+            },
+            close: () => void client.end(),
+            error: () => void client.end(),
+          },
+        })
+        for (const chunk of client.data.pending) client.data.upstream.write(chunk)
+      },
+      data(client, chunk) {
+        if (client.data.upstream) client.data.upstream.write(chunk)
+        else client.data.pending.push(chunk)
+      },
+      close: (client) => void client.data.upstream?.end(),
+      error: (client) => void client.data.upstream?.end(),
+    },
+  })
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) }
+}
+
+describe("resumable runs with @tanstack/ai-client 0.33.2", () => {
+  test("a stream cut mid-answer reconnects with Last-Event-ID and completes exactly, with one provider call", async () => {
+    const proxy = cuttingProxy(sidechat.url, 1)
+    try {
+      const before = fake.seen.length
+      const errors: Error[] = []
+      const client = new ChatClient({
+        connection: fetchServerSentEvents(`${proxy.url}/chat`, { headers: bearer() }),
+        forwardedProps: { provider: "anthropic" },
+        onError: (error) => errors.push(error),
+      })
+      await client.sendMessage("Grüß mich")
+      await settle(() => !client.getIsLoading())
+      expect(errors).toEqual([])
+      expect(textOf(client)).toBe(ANSWER)
+      expect(fake.seen.length - before).toBe(1)
+      const reads = sidechat.outcomes.filter((outcome) => outcome.route === "/chat").slice(-2)
+      expect(reads.map((outcome) => Boolean(outcome.resumed))).toContain(true)
+    } finally {
+      proxy.stop()
+    }
+  })
+
+  test("joinRun from a second client replays the run from its start and tails it to the end", async () => {
+    let runId: string | null = null
+    const first = new ChatClient({
+      connection: fetchServerSentEvents(`${sidechat.url}/chat`, { headers: bearer() }),
+      forwardedProps: { provider: "anthropic" },
+      onRunIdChange: (id) => {
+        runId ??= id
+      },
+    })
+    const sent = first.sendMessage("Grüß mich")
+    await settle(() => runId !== null)
+    await Bun.sleep(150)
+    const second = fetchServerSentEvents(`${sidechat.url}/chat`, { headers: bearer() })
+    const chunks: { type: string; delta?: string }[] = []
+    for await (const chunk of second.joinRun?.(runId as unknown as string) ?? []) chunks.push(chunk as { type: string; delta?: string })
+    await sent
+    expect(chunks[0]?.type).toBe("RUN_STARTED")
+    expect(chunks.at(-1)?.type).toBe("RUN_FINISHED")
+    const joined = chunks.filter((c) => c.type === "TEXT_MESSAGE_CONTENT").map((c) => c.delta)
+    expect(joined.join("")).toBe(ANSWER)
+    expect(textOf(first)).toBe(ANSWER)
+
+    // Another token's holder cannot join it, and is not told whether it exists.
+    const stranger = await fetch(`${sidechat.url}/chat?offset=-1&runId=${runId}`, { headers: bearer(OTHER) })
+    expect(stranger.status).toBe(404)
+    expect(await stranger.json()).toMatchObject({ error: { code: "run_not_found" } })
+  })
+
+  test("hydration: ChatClient({ persistence: true }) gets the thread back as UIMessages with parts", async () => {
+    const threadId = `hydrated-${crypto.randomUUID()}`
+    const first = new ChatClient({
+      connection: fetchServerSentEvents(`${sidechat.url}/chat`, { headers: bearer() }),
+      forwardedProps: { provider: "anthropic" },
+      threadId,
+    })
+    await first.sendMessage("Grüß mich")
+    await settle(() => !first.getIsLoading())
+
+    const reloaded = new ChatClient({
+      connection: fetchServerSentEvents(`${sidechat.url}/chat`, { headers: bearer() }),
+      persistence: true,
+      threadId,
+    })
+    reloaded.attach()
+    await settle(() => reloaded.getMessages().length >= 2)
+    const messages = reloaded.getMessages()
+    expect(messages.map((m) => m.role)).toEqual(["user", "assistant"])
+    expect(messages[0]?.parts).toEqual([{ type: "text", content: "Grüß mich" }])
+    expect(textOf(reloaded)).toBe(ANSWER)
+
+    const stranger = await fetch(`${sidechat.url}/chat?threadId=${threadId}`, { headers: { ...bearer(OTHER), accept: "application/json" } })
+    expect((await stranger.json()).messages).toEqual([])
+  })
+
+  test("a hydrated thread with a run still streaming joins it and completes", async () => {
+    const threadId = `live-${crypto.randomUUID()}`
+    const first = new ChatClient({
+      connection: fetchServerSentEvents(`${sidechat.url}/chat`, { headers: bearer() }),
+      forwardedProps: { provider: "anthropic" },
+      threadId,
+    })
+    const sent = first.sendMessage("Grüß mich")
+    await Bun.sleep(200)
+    const reloaded = new ChatClient({
+      connection: fetchServerSentEvents(`${sidechat.url}/chat`, { headers: bearer() }),
+      persistence: true,
+      threadId,
+    })
+    reloaded.attach()
+    await sent
+    await settle(() => textOf(reloaded) === ANSWER && !reloaded.getIsLoading())
+    expect(textOf(reloaded)).toBe(ANSWER)
+  })
+})
+
+describe("detach, grace period and stop", () => {
+  test("a run with no client for the grace period is ended, logged as abandoned, and its provider request closed", async () => {
+    const slow = startFakeProvider()
+    slow.respond(
+      () =>
+        new Response(
+          new ReadableStream({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode(`${EVENTS.slice(0, 4).join("\n\n")}\n\n`))
+            },
+          }),
+          { headers: { "content-type": "text/event-stream" } },
+        ),
+    )
+    const server = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: slow.url, RESUMABLE: "memory", RESUMABLE_GRACE_MS: String(GRACE_MS) })
+    try {
+      const runId = `abandoned-${crypto.randomUUID()}`
+      const controller = new AbortController()
+      const response = await fetch(`${server.url}/chat`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: body(runId),
+        signal: controller.signal,
+      })
+      const cookie = response.headers.get("set-cookie")?.split(";")[0] as string
+      expect(cookie).toStartWith("sidechat_owner=")
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+      let seen = ""
+      while (!seen.includes("TEXT_MESSAGE_CONTENT")) seen += new TextDecoder().decode((await reader.read()).value)
+      controller.abort()
+      const left = performance.now()
+      let closedAt = 0
+      void slow.seen[0]?.closed.then(() => {
+        closedAt = performance.now()
+      })
+      await Bun.sleep(GRACE_MS / 2)
+      expect(closedAt).toBe(0)
+      await settle(() => closedAt > 0)
+      expect(closedAt - left).toBeGreaterThanOrEqual(GRACE_MS - 50)
+      expect(closedAt - left).toBeLessThan(GRACE_MS + 1500)
+      // The same browser (its owner cookie) joins the ended run: it replays to a final RUN_ERROR.
+      const joined = await fetch(`${server.url}/chat?offset=-1&runId=${runId}`, { headers: { cookie } })
+      const events = dataOf(await joined.text()) as { type: string; code?: string }[]
+      expect(events.at(-1)).toMatchObject({ type: "RUN_ERROR", code: "run_abandoned" })
+      expect(server.outcomes.find((o) => o.code === "run_abandoned")).toMatchObject({ end: "cancelled" })
+      // Without the cookie, nobody can join it.
+      expect((await fetch(`${server.url}/chat?offset=-1&runId=${runId}`)).status).toBe(404)
+    } finally {
+      server.stop()
+      slow.stop()
+    }
+  })
+
+  test("a client that comes back within the grace period keeps the run going", async () => {
+    const runId = `back-${crypto.randomUUID()}`
+    const before = fake.seen.length
+    const controller = new AbortController()
+    const response = await post(runId, {}, controller.signal)
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+    let seen = ""
+    while (!seen.includes("TEXT_MESSAGE_CONTENT")) seen += new TextDecoder().decode((await reader.read()).value)
+    const lastId = [...seen.matchAll(/^id: (\S+)$/gm)].at(-1)?.[1] as string
+    controller.abort()
+    await Bun.sleep(GRACE_MS / 3)
+    const resumed = await post(runId, { "last-event-id": lastId })
+    const rest = await resumed.text()
+    const events = dataOf(seen.slice(0, seen.lastIndexOf("\n\n") + 2) + rest) as { type: string; delta?: string }[]
+    expect(events.at(-1)?.type).toBe("RUN_FINISHED")
+    expect(
+      events
+        .filter((e) => e.type === "TEXT_MESSAGE_CONTENT")
+        .map((e) => e.delta)
+        .join(""),
+    ).toBe(ANSWER)
+    expect(fake.seen.length - before).toBe(1)
+  })
+
+  test("DELETE /chat?runId= stops a run at once: its provider request closes and its readers get RUN_ERROR run_stopped", async () => {
+    const runId = `stopped-${crypto.randomUUID()}`
+    const before = fake.seen.length
+    const response = await post(runId)
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+    let text = new TextDecoder().decode((await reader.read()).value)
+    const stranger = await fetch(`${sidechat.url}/chat?runId=${runId}`, { method: "DELETE", headers: bearer(OTHER) })
+    expect(stranger.status).toBe(404)
+    const stop = await fetch(`${sidechat.url}/chat?runId=${runId}`, { method: "DELETE", headers: bearer() })
+    expect(stop.status).toBe(204)
+    const closed = await Promise.race([fake.seen[before]?.closed.then(() => "closed"), Bun.sleep(1000).then(() => "open")])
+    expect(closed).toBe("closed")
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += new TextDecoder().decode(value)
+    }
+    expect((dataOf(text) as { type: string; code?: string }[]).at(-1)).toMatchObject({ type: "RUN_ERROR", code: "run_stopped" })
+  })
+})
+
+describe("resuming what is not there", () => {
+  test("a Last-Event-ID for an unknown run, or another run's id, is a 404 the client can show", async () => {
+    for (const id of ["AAAAAAAAAAAAAAAA.3", "garbage"]) {
+      const response = await post(`unknown-${crypto.randomUUID()}`, { "last-event-id": id })
+      expect(response.status).toBe(404)
+      expect(await response.json()).toMatchObject({ error: { code: "run_not_found" } })
+    }
+  })
+
+  test("NDJSON carries each event in an {id, chunk} envelope, and fetchHttpStream reads it", async () => {
+    const client = new ChatClient({
+      connection: fetchHttpStream(`${sidechat.url}/chat?transport=ndjson`, { headers: bearer() }),
+      forwardedProps: { provider: "anthropic" },
+    })
+    await client.sendMessage("Grüß mich")
+    await settle(() => !client.getIsLoading())
+    expect(textOf(client)).toBe(ANSWER)
+    const raw = await (await post(`ndjson-${crypto.randomUUID()}`, { accept: "application/x-ndjson" })).text()
+    const first = JSON.parse(raw.split("\n")[0] as string)
+    expect(Object.keys(first)).toEqual(["id", "chunk"])
+    expect(first.chunk.type).toBe("RUN_STARTED")
+  })
+
+  test("with RESUMABLE off (the default), no id is ever sent", async () => {
+    const plain = startSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: fake.url })
+    try {
+      const text = await (
+        await fetch(`${plain.url}/chat`, { method: "POST", headers: { "content-type": "application/json" }, body: body("plain") })
+      ).text()
+      expect(text).toContain("RUN_FINISHED")
+      expect(text).not.toMatch(/^id:/m)
+    } finally {
+      plain.stop()
+    }
+  })
+})
