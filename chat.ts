@@ -9,8 +9,8 @@ import type { Observer } from "./observe"
 import type { Ctx, ErrorCode, ErrorPart, Part } from "./parts"
 import { type ChatRequest, detectGeneration, type HttpError, parseChatBody, queryChoice } from "./request"
 import type { ToolDecl } from "./schema"
-import { findReconnect, readRun, stopRun, tailResponse } from "./runs/http"
-import { ownerOf, type RunLog, type Runs } from "./runs"
+import { findReconnect, type Reader, readRun, stopRun, tailResponse } from "./runs/http"
+import { ownerOf, type RunLog, type Runs, type Started } from "./runs"
 import { streamResponse } from "./sse"
 import { guard, type Providers, providerLabel } from "./upstream"
 import { type Opened, openWithRetries } from "./upstream/attempts"
@@ -41,7 +41,7 @@ export type Chat = {
   /** POST /chat; `token` is the bearer token the request presented (it owns resumable runs). */
   handle(request: Request, url: URL, client: string, trail: Trail, server?: Server, token?: string): Promise<Response>
   /** GET /chat (join, resume, hydration) and DELETE /chat (stop) with resumability on; else undefined. */
-  runRoute(request: Request, url: URL, trail: Trail, token?: string): Response | undefined
+  runRoute(request: Request, url: URL, trail: Trail, token?: string): Promise<Response> | undefined
   /** Streams open right now. */
   active(): number
   /** Resolves once no stream is open. */
@@ -61,9 +61,32 @@ export function createChat(deps: ChatDeps): Chat {
   /** Live streams, each with the way to end it early (shutdown). */
   const streams = new Set<{ expire: (part: ErrorPart) => void }>()
   const drained = new Set<() => void>()
+  /** Responses reading a resumable run's log: a drain waits for them to deliver its last event too. */
+  let readers = 0
+  const settled = () => {
+    if (streams.size || readers) return
+    for (const resolve of drained) resolve()
+    drained.clear()
+  }
+  /** A run's log as a response, counted until it closes. */
+  const reading = (log: RunLog, after: number, request: Request, reader: Reader): Response => {
+    readers++
+    return tailResponse(log, after, request, {
+      ...reader,
+      onClose: (end) => {
+        readers--
+        reader.onClose?.(end)
+        settled()
+      },
+    })
+  }
 
   async function chat(request: Request, url: URL, client: string, trail: Trail, server?: Server, token?: string): Promise<Response> {
+    /** A resumable run reserved for this request: refused requests give it back. */
+    let reserved: Started | undefined
     const refuse = (error: HttpError) => {
+      reserved?.discard()
+      reserved = undefined
       // A client that left has nobody to refuse; whatever failed after it left is its departure.
       if (request.signal.aborted) return cancelled()
       trail.code = error.code
@@ -96,17 +119,29 @@ export function createChat(deps: ChatDeps): Chat {
       const lastEventId = request.headers.get("last-event-id")
       const found =
         lastEventId !== null
-          ? findReconnect(runs, lastEventId, chatRequest.runId, ownership.owner)
-          : ((log) => (log ? { ok: true as const, log, after: -1 } : undefined))(runs.find(ownership.owner, chatRequest.runId ?? ""))
+          ? await findReconnect(runs, lastEventId, chatRequest.runId, ownership.owner)
+          : ((log) => (log ? { ok: true as const, log, after: -1 } : undefined))(await runs.find(ownership.owner, chatRequest.runId ?? ""))
       if (found && !found.ok) return refuse(found.error)
       if (found) return reread(found.log, found.after, request, transport.value === "sse", trail, ownership.cookie)
+      // Reserved before the provider is called, so an identical POST meanwhile reads this run.
+      const started = runs.start(ownership.owner, {
+        runId: chatRequest.runId ?? "",
+        threadId: chatRequest.threadId ?? "",
+        messages: ((body.value as { messages?: unknown[] }).messages ?? []) as unknown[],
+      })
+      if (started === "exists") {
+        const log = await runs.find(ownership.owner, chatRequest.runId ?? "")
+        if (log) return reread(log, -1, request, transport.value === "sse", trail, ownership.cookie)
+        return refuse({ status: 409, code: "run_exists", message: `run ${JSON.stringify(chatRequest.runId)} is starting; try again` })
+      }
+      reserved = started
     }
 
     const key = ownKey(request, chatRequest.provider)
     trail.byok = Boolean(key)
     if (key) trail.mocked = false
     if (config.byok === "required" && !key && chatRequest.provider !== "mock") return byokMissing(chatRequest.provider, refuse)
-    const admitted = limits.admit(client)
+    const admitted = await limits.admit(client)
     if (!admitted.ok) {
       const { retryAfter, ...refusal } = admitted.refusal
       return refuse({ ...refusal, headers: { "retry-after": String(retryAfter) } })
@@ -131,7 +166,7 @@ export function createChat(deps: ChatDeps): Chat {
       admitted.release()
       deadline.clear()
       streams.delete(entry)
-      if (!streams.size) for (const resolve of drained) resolve()
+      settled()
     }
     try {
       const fallback = config.fallback && {
@@ -164,7 +199,7 @@ export function createChat(deps: ChatDeps): Chat {
       // an HTTP status); a slower provider gets a started stream, heartbeats and in-band errors.
       const early = await settledWithin(opening, config.heartbeatMs)
       // The request's signal aborted the provider call too, so nothing is left open behind this.
-      if (request.signal.aborted && !ownership) {
+      if (request.signal.aborted && !reserved) {
         finish()
         return cancelled()
       }
@@ -211,16 +246,8 @@ export function createChat(deps: ChatDeps): Chat {
           error.code === "shutdown" ? "shutdown" : TIMEOUTS.has(error.code) ? "timeout" : STOPS.has(error.code) ? "cancelled" : "error"
         record(trail, 200, how, error.code)
       }
-      if (runs && ownership) {
-        const started = runs.start(ownership.owner, {
-          runId: chatRequest.runId ?? "",
-          threadId: chatRequest.threadId ?? "",
-          messages: ((body.value as { messages?: unknown[] }).messages ?? []) as unknown[],
-        })
-        if (started === "exists") {
-          ended("cancelled")
-          return refuse({ status: 409, code: "run_exists", message: `run ${JSON.stringify(chatRequest.runId)} has already started` })
-        }
+      const started = reserved
+      if (runs && started && ownership) {
         runs.control(started.log, (reason) =>
           deadline.expire(
             reason === "stopped"
@@ -237,12 +264,12 @@ export function createChat(deps: ChatDeps): Chat {
             error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
             started.record([JSON.stringify(aguiFailure(error, chatRequest, final))])
           } finally {
-            started.log.end()
+            started.end()
             ended("complete")
           }
         })()
         const headers = { "x-request-id": trail.requestId, ...(ownership.cookie && { "set-cookie": ownership.cookie }) }
-        return tailResponse(started.log, -1, request, { sse: transport.value === "sse", heartbeatMs: config.heartbeatMs, headers })
+        return reading(started.log, -1, request, { sse: transport.value === "sse", heartbeatMs: config.heartbeatMs, headers })
       }
       return streamResponse(wire.encode(batches, context, chatRequest, final), {
         trailer: wire.trailer,
@@ -264,6 +291,7 @@ export function createChat(deps: ChatDeps): Chat {
         onClose: ended,
       })
     } catch (thrown) {
+      reserved?.discard()
       finish()
       throw thrown
     }
@@ -274,7 +302,7 @@ export function createChat(deps: ChatDeps): Chat {
     trail.deferred = true
     trail.resumed = true
     const headers = { "x-request-id": trail.requestId, ...(cookie && { "set-cookie": cookie }) }
-    return tailResponse(log, after, request, {
+    return reading(log, after, request, {
       sse,
       heartbeatMs: config.heartbeatMs,
       headers,
@@ -296,7 +324,7 @@ export function createChat(deps: ChatDeps): Chat {
       const { owner } = ownerOf(request, token)
       if (request.method === "DELETE") return stopRun(runs, url, owner)
       const sse = !request.headers.get("accept")?.includes("application/x-ndjson")
-      const response = readRun(runs, request, url, owner, {
+      const response = readRun(runs, request, url, owner, reading, {
         sse,
         heartbeatMs: config.heartbeatMs,
         headers: { "x-request-id": trail.requestId },
@@ -304,7 +332,7 @@ export function createChat(deps: ChatDeps): Chat {
       return response
     },
     active: () => streams.size,
-    idle: () => new Promise<void>((resolve) => (streams.size ? drained.add(resolve) : resolve())),
+    idle: () => new Promise<void>((resolve) => (streams.size || readers ? drained.add(resolve) : resolve())),
     expireAll(part) {
       for (const stream of streams) stream.expire(part)
     },

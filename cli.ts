@@ -233,7 +233,8 @@ export async function main() {
   )
   const observer = createObserver({ config, logger, prices: prices.value, tracing })
   const providers = createProviders(config)
-  handler = createHandler({ config, providers, serverTools: tools.value, observer, startedAt })
+  const redis = config.redisUrl ? (await import("./cluster/redis")).createRedis(config.redisUrl, logger) : undefined
+  handler = createHandler({ config, providers, serverTools: tools.value, observer, startedAt, redis })
   loaded.resolve(handler)
 
   let stopping = false
@@ -249,6 +250,7 @@ export async function main() {
     })
     await handler?.shutdown(config.shutdownGraceMs)
     await server.stop(true)
+    redis?.close()
     await tracing?.shutdown()
     logger.info("sidechat: stopped")
     process.exit(0)

@@ -38,7 +38,9 @@ export type Config = {
   /** `off`: BYOK headers are ignored; `optional`: used when sent; `required`: no key, no chat. */
   byok: ByokMode
   /** Resumable runs (RESUMABLE=memory): logged, tagged with ids, replayable; undefined when off. */
-  resumable?: { ttlMs: number; graceMs: number; maxRunBytes: number; maxBytes: number }
+  resumable?: { ttlMs: number; graceMs: number; maxRunBytes: number; maxBytes: number; shared: boolean }
+  /** REDIS_URL: runs (RESUMABLE=redis) and limits shared by every instance that uses it. */
+  redisUrl?: string
   /** The path the playground page is served at, or undefined when it is off (PLAYGROUND). */
   playground?: string
   limits: Limits
@@ -219,6 +221,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     pricesFile: str("PRICES_FILE"),
     otel: parseOtel(env, str, int, problems),
     resumable: parseResumable(str, int, problems),
+    redisUrl: parseRedisUrl(str("REDIS_URL"), problems),
   }
   value.playground = parsePlayground(str("PLAYGROUND"), str("PLAYGROUND_PATH"), value, problems)
   for (const token of value.authTokens)
@@ -238,10 +241,20 @@ function parseResumable(
     maxRunBytes: int("RESUMABLE_MAX_RUN_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxBytes: int("RESUMABLE_MAX_BYTES", 256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
   }
-  if (mode === "memory") return settings
-  if (mode === "redis") problems.push("RESUMABLE=redis: not in this version yet; use memory (one instance)")
-  else if (mode !== "off") problems.push(`RESUMABLE=${JSON.stringify(mode)}: expected off or memory`)
+  if (mode === "memory") return { ...settings, shared: false }
+  if (mode === "redis") {
+    if (!str("REDIS_URL")) problems.push("RESUMABLE=redis needs REDIS_URL")
+    return { ...settings, shared: true }
+  }
+  if (mode !== "off") problems.push(`RESUMABLE=${JSON.stringify(mode)}: expected off, memory or redis`)
   return undefined
+}
+
+function parseRedisUrl(url: string | undefined, problems: string[]): string | undefined {
+  if (url === undefined) return undefined
+  if (!/^(redis|rediss|valkey|valkeys|redis\+unix|valkey\+unix):\/\//.test(url) || !URL.canParse(url))
+    problems.push("REDIS_URL: expected redis://[user:password@]host:port[/db] (or rediss:// for TLS)")
+  return url
 }
 
 const API_ROUTES = ["/chat", "/health", "/ready", "/metrics", "/providers"]

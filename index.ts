@@ -9,6 +9,9 @@ import { httpError } from "./edge/http-error"
 import { catalog, health, type ProbeState, ready } from "./edge/probes"
 import { clientOf, createLimits } from "./edge/limits"
 import { createRuns } from "./runs"
+import { createClusterRuns } from "./cluster/runs"
+import { createSharedLimits } from "./cluster/limits"
+import type { Redis } from "./cluster/redis"
 import type { Observer } from "./observe"
 import type { Ctx, ErrorCode, FinishReason, Usage } from "./parts"
 import { liveCtx } from "./parts"
@@ -24,6 +27,8 @@ export type Deps = {
   ctx?: () => Ctx
   /** Logs, metrics and traces: told every request's outcome, once, when it is known. */
   observer?: Observer
+  /** The Redis connection (REDIS_URL) that shares runs and limits between instances. */
+  redis?: Redis
   /** When the process started (uptime on /health); by default when the handler was made. */
   startedAt?: number
   /** Every request's outcome as well (tests read it). */
@@ -91,8 +96,14 @@ export function createHandler(deps: Deps): Handler {
     observer?.record(outcome, startedAt)
     deps.onOutcome?.(outcome)
   }
-  const runs = config.resumable && createRuns(config.resumable)
-  const limits = createLimits(config.limits)
+  const local = createLimits(config.limits)
+  // With REDIS_URL, limits hold across instances; a stream's count outlives a crashed instance by at most its longest run.
+  const limits = deps.redis ? createSharedLimits(local, deps.redis, config.limits, Math.ceil(config.timeouts.maxDurationMs / 1000)) : local
+  const inMemory = config.resumable && createRuns(config.resumable)
+  const runs =
+    inMemory && deps.redis && config.resumable?.shared
+      ? createClusterRuns(inMemory, deps.redis, observer?.logger ?? { warn: (message: string) => console.warn(message) })
+      : inMemory
   const chat: Chat = createChat({ config, providers, serverTools, ctx, observer, limits, runs: runs || undefined, record, report })
   observer?.bind({ activeStreams: chat.active })
 
@@ -146,7 +157,7 @@ export function createHandler(deps: Deps): Handler {
     }
 
     if (request.method === "OPTIONS") {
-      const headers = { "access-control-allow-methods": "GET, POST, OPTIONS", "access-control-allow-headers": cors.allowHeaders }
+      const headers = { "access-control-allow-methods": "GET, POST, DELETE, OPTIONS", "access-control-allow-headers": cors.allowHeaders }
       return reply(new Response(null, { status: 204, headers: { ...headers, "access-control-max-age": "600" } }))
     }
     // Probes carry no token: /health says the process is up, /ready whether to send it traffic.
@@ -174,7 +185,7 @@ export function createHandler(deps: Deps): Handler {
       return reply(refuse({ status: 404, code: "not_found", message }))
     }
     const read = chat.runRoute(request, url, trail, token)
-    if (read) return reply(read)
+    if (read) return reply(await read)
     if (request.method !== "POST") return reply(refuse({ status: 405, code: "method_not_allowed", message: "use POST /chat" }))
     if (draining) {
       const refusal = { status: 503, code: "shutting_down" as const, message: "sidechat is shutting down; retry on another instance" }
@@ -184,7 +195,14 @@ export function createHandler(deps: Deps): Handler {
     return reply(await chat.handle(request, url, client, trail, server, token))
   }
 
-  const probe = (): ProbeState => ({ providers: providers.modes, startedAt: started, activeStreams: chat.active(), draining })
+  const probe = (): ProbeState => ({
+    providers: providers.modes,
+    startedAt: started,
+    activeStreams: chat.active(),
+    draining,
+    ...(deps.redis && { redis: deps.redis.up() }),
+    ...(runs && { runs: runs.stats() }),
+  })
 
   return Object.assign(handle, { shutdown })
 }

@@ -303,6 +303,34 @@ describe("detach, grace period and stop", () => {
   })
 })
 
+describe("one run, one provider call", () => {
+  test("two identical POSTs at once (a retry while the first is still opening): both read the one run", async () => {
+    const runId = `twice-${crypto.randomUUID()}`
+    const before = fake.seen.length
+    const [a, b] = await Promise.all([post(runId), post(runId)])
+    const texts = await Promise.all([a.text(), b.text()])
+    for (const text of texts) {
+      const events = dataOf(text) as { type: string; delta?: string }[]
+      expect(events.at(-1)?.type).toBe("RUN_FINISHED")
+      expect(
+        events
+          .filter((e) => e.type === "TEXT_MESSAGE_CONTENT")
+          .map((e) => e.delta)
+          .join(""),
+      ).toBe(ANSWER)
+    }
+    expect(fake.seen.length - before).toBe(1)
+  })
+
+  test("a browser on another origin may send the DELETE (the preflight allows it)", async () => {
+    const preflight = await fetch(`${sidechat.url}/chat`, {
+      method: "OPTIONS",
+      headers: { origin: "http://localhost:3000", "access-control-request-method": "DELETE" },
+    })
+    expect(preflight.headers.get("access-control-allow-methods")).toContain("DELETE")
+  })
+})
+
 describe("resuming what is not there", () => {
   test("a Last-Event-ID for an unknown run, or another run's id, is a 404 the client can show", async () => {
     for (const id of ["AAAAAAAAAAAAAAAA.3", "garbage"]) {

@@ -13,14 +13,20 @@ export type Admission = { ok: true; release: () => void } | { ok: false; refusal
 
 export type Admit = {
   /** Admits one stream for `client`, or says why not; `release` must run once when it ends. */
-  admit(client: string): Admission
+  admit(client: string): Admission | Promise<Admission>
   /** Streams open right now. */
   active(): number
 }
 
 type Bucket = { tokens: number; at: number }
 
-export function createLimits(limits: Limits, now: () => number = performance.now.bind(performance)): Admit {
+export type LocalAdmit = Admit & {
+  admit(client: string): Admission
+  /** Only this process's total (MAX_STREAMS): what cluster-wide limits leave to each instance. */
+  admitTotal(): Admission
+}
+
+export function createLimits(limits: Limits, now: () => number = performance.now.bind(performance)): LocalAdmit {
   const open = new Map<string, number>()
   const buckets = new Map<string, Bucket>()
   let total = 0
@@ -49,6 +55,20 @@ export function createLimits(limits: Limits, now: () => number = performance.now
 
   return {
     active: () => total,
+    admitTotal() {
+      if (total >= limits.maxStreams)
+        return refuse(503, "server_busy", `this server is at its limit of ${limits.maxStreams} open streams (MAX_STREAMS)`, 1)
+      total++
+      let released = false
+      return {
+        ok: true,
+        release() {
+          if (released) return
+          released = true
+          total--
+        },
+      }
+    },
     admit(client) {
       const mine = open.get(client) ?? 0
       if (limits.maxStreamsPerClient && mine >= limits.maxStreamsPerClient)
@@ -76,7 +96,7 @@ export function createLimits(limits: Limits, now: () => number = performance.now
   }
 }
 
-function refuse(status: Refusal["status"], code: Refusal["code"], message: string, retryAfter: number): Admission {
+export function refuse(status: Refusal["status"], code: Refusal["code"], message: string, retryAfter: number): Admission {
   return { ok: false, refusal: { status, code, message, retryAfter } }
 }
 

@@ -11,6 +11,10 @@ export type ProbeState = {
   draining: boolean
   /** True while the process is bound but still loading its request path (see cli.ts). */
   starting?: boolean
+  /** Whether the shared Redis is reachable, when REDIS_URL is set. */
+  redis?: boolean
+  /** Resumable runs held, when RESUMABLE is on. */
+  runs?: { runs: number; live: number; bytes: number }
 }
 
 export function providerModes(config: Config): Record<ProviderName, "live" | "mock" | "off"> {
@@ -37,6 +41,10 @@ export function ready(config: Config, state: ProbeState): Response {
     providers: state.providers,
     auth: config.authTokens.length > 0,
     byok: config.byok,
+    ...(state.redis !== undefined && {
+      redis: state.redis ? "up" : "down: runs stay in this process and limits are local until it is back",
+    }),
+    ...(state.runs && { resumableRuns: state.runs }),
   }
   return Response.json(body, { status: status === "ready" ? 200 : 503 })
 }

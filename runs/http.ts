@@ -9,8 +9,11 @@ export type Reader = { sse: boolean; heartbeatMs: number; headers: Record<string
 
 /** The log after `after` (-1: from the start), tailed until the run ends or the client leaves. */
 export function tailResponse(log: RunLog, after: number, request: Request, reader: Reader): Response {
+  // The reader detaches when the response ends for any reason, not only when the request aborts.
+  const closed = new AbortController()
+  const signal = AbortSignal.any([request.signal, closed.signal])
   async function* frames() {
-    for await (const batch of log.tail(after, request.signal)) yield frameLogged(log, batch, reader.sse)
+    for await (const batch of log.tail(after, signal)) yield frameLogged(log, batch, reader.sse)
   }
   return streamResponse(frames(), {
     trailer: "",
@@ -26,7 +29,10 @@ export function tailResponse(log: RunLog, after: number, request: Request, reade
     heartbeat: reader.sse ? ": ping\n\n" : "\n",
     heartbeatMs: reader.heartbeatMs,
     signal: request.signal,
-    onClose: reader.onClose,
+    onClose: (end) => {
+      closed.abort()
+      reader.onClose?.(end)
+    },
   })
 }
 
@@ -43,21 +49,24 @@ const notFound = (what: string): Found => ({ ok: false, error: missing(what) })
  * A reconnect: the same POST again with Last-Event-ID. The id's capability names the run (the
  * body's runId must agree); a run started with a bearer token takes only that token back.
  */
-export function findReconnect(runs: Runs, lastEventId: string, runId: string | undefined, owner: string): Found {
+export async function findReconnect(runs: Runs, lastEventId: string, runId: string | undefined, owner: string): Promise<Found> {
   const id = parseEventId(lastEventId)
-  const log = id && runs.byCapability(id.capability)
+  const log = id && (await runs.byCapability(id.capability))
   if (!id || !log || log.runId !== runId || (log.owner.startsWith("t") && log.owner !== owner))
     return notFound(`run ${JSON.stringify(runId ?? "")}`)
-  if (id.seq + 1 < log.firstSeq())
-    return {
-      ok: false,
-      error: { status: 410, code: "run_truncated", message: "this run's early events are no longer held; send the message again" },
-    }
+  if (id.seq + 1 < log.firstSeq()) return gone()
   return { ok: true, log, after: id.seq }
 }
 
 /** GET /chat?runId=…&offset=-1 (joinRun), or with Last-Event-ID; GET /chat?threadId=… (hydration). */
-export function readRun(runs: Runs, request: Request, url: URL, owner: string, reader: Reader): Response {
+export async function readRun(
+  runs: Runs,
+  request: Request,
+  url: URL,
+  owner: string,
+  respond: typeof tailResponse,
+  reader: Reader,
+): Promise<Response> {
   const threadId = url.searchParams.get("threadId")
   const runId = url.searchParams.get("runId")
   if (threadId !== null && runId === null) return hydrate(runs, url, owner, threadId)
@@ -70,9 +79,9 @@ export function readRun(runs: Runs, request: Request, url: URL, owner: string, r
       message: "GET /chat needs ?runId= with ?offset=-1 (join) or Last-Event-ID (resume), or ?threadId= (hydration)",
     })
   let found: Found
-  if (lastEventId !== null) found = findReconnect(runs, lastEventId, runId, owner)
+  if (lastEventId !== null) found = await findReconnect(runs, lastEventId, runId, owner)
   else {
-    const log = runs.find(owner, runId)
+    const log = await runs.find(owner, runId)
     const after = Number(offset)
     found = !log
       ? notFound(`run ${JSON.stringify(runId)}`)
@@ -80,7 +89,14 @@ export function readRun(runs: Runs, request: Request, url: URL, owner: string, r
         ? { ok: true, log, after }
         : badOffset(offset)
   }
-  return found.ok ? tailResponse(found.log, found.after, request, reader) : httpError(found.error)
+  return found.ok ? respond(found.log, found.after, request, reader) : httpError(found.error)
+}
+
+function gone(): Found {
+  return {
+    ok: false,
+    error: { status: 410, code: "run_truncated", message: "this run's early events are no longer held; send the message again" },
+  }
 }
 
 function badOffset(offset: string | null): Found {
@@ -91,8 +107,8 @@ function badOffset(offset: string | null): Found {
 }
 
 /** The thread as UIMessages, newest last; `limit` and `before` (a message id) page backwards. */
-function hydrate(runs: Runs, url: URL, owner: string, threadId: string): Response {
-  const thread = runs.thread(owner, threadId)
+async function hydrate(runs: Runs, url: URL, owner: string, threadId: string): Promise<Response> {
+  const thread = await runs.thread(owner, threadId)
   if (!thread) return Response.json({ messages: [], activeRun: null, interrupts: null, page: { truncated: false } })
   let messages = thread.messages
   const before = url.searchParams.get("before")
@@ -112,9 +128,9 @@ function hydrate(runs: Runs, url: URL, owner: string, threadId: string): Respons
 }
 
 /** DELETE /chat?runId=…: the run's owner stops it at once (TanStack's stop() only hangs up). */
-export function stopRun(runs: Runs, url: URL, owner: string): Response {
+export async function stopRun(runs: Runs, url: URL, owner: string): Promise<Response> {
   const runId = url.searchParams.get("runId")
   if (!runId) return httpError({ status: 400, code: "invalid_request", message: "DELETE /chat needs ?runId=" })
-  if (!runs.stop(owner, runId)) return httpError(missing(`run ${JSON.stringify(runId)}`))
+  if (!(await runs.stop(owner, runId))) return httpError(missing(`run ${JSON.stringify(runId)}`))
   return new Response(null, { status: 204 })
 }

@@ -13,24 +13,33 @@ export type RunsConfig = { ttlMs: number; graceMs: number; maxRunBytes: number; 
 
 export const OWNER_COOKIE = "sidechat_owner"
 
-type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void }
+type Maybe<T> = T | undefined | Promise<T | undefined>
+export type Started = {
+  log: RunLog
+  record: (events: string[]) => void
+  /** The run is over: its log ends, its thread has no live run, its grace timer stops. */
+  end: () => void
+  /** The request was refused before the run began: it is forgotten. */
+  discard: () => void
+}
+type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void; timer?: ReturnType<typeof setTimeout> }
 type Thread = { messages: UIMessage[]; answer?: UIMessage; activeRun?: string; touched: number }
 
 export type Runs = {
   config: RunsConfig
-  /** Starts a run's log, or says the owner already has a run of that id. */
-  start(
-    owner: string,
-    input: { runId: string; threadId: string; messages: unknown[] },
-  ): { log: RunLog; record: (events: string[]) => void } | "exists"
-  /** Lets `stop` end the run's provider request (an explicit stop, or no reader for the grace period). */
-  control(log: RunLog, stop: Entry["stop"]): void
-  find(owner: string, runId: string): RunLog | undefined
+  /** Starts a run's log, or says the owner already has a run of that id. `end` once it is over. */
+  start(owner: string, input: { runId: string; threadId: string; messages: unknown[] }): Started | "exists"
+  /**
+   * Lets `stop` end the run's provider request: an explicit stop, or no reader for the grace
+   * period (unless `readElsewhere` says another instance still has one).
+   */
+  control(log: RunLog, stop: Entry["stop"], readElsewhere?: () => Promise<boolean>): void
+  find(owner: string, runId: string): Maybe<RunLog>
   /** The run whose ids carry this capability (a reconnect's Last-Event-ID). */
-  byCapability(capability: string): RunLog | undefined
+  byCapability(capability: string): Maybe<RunLog>
   /** DELETE: ends a live run at once; false when there is no such run of this owner. */
-  stop(owner: string, runId: string): boolean
-  thread(owner: string, threadId: string): { messages: UIMessage[]; activeRun: string | undefined } | undefined
+  stop(owner: string, runId: string): boolean | Promise<boolean>
+  thread(owner: string, threadId: string): Maybe<{ messages: UIMessage[]; activeRun: string | undefined }>
   /** Runs held right now, and their bytes (metrics, /ready). */
   stats(): { runs: number; live: number; bytes: number }
 }
@@ -65,7 +74,10 @@ export function createRuns(config: RunsConfig): Runs {
         drop(key)
       }
     }
-    for (const [key, thread] of threads) if (!thread.activeRun && now - thread.touched > config.ttlMs) threads.delete(key)
+    // A thread outlives its last run by the TTL; one whose run never ended (a crash) goes after the TTL too.
+    for (const [key, thread] of threads)
+      if (now - thread.touched > config.ttlMs && !(thread.activeRun && runs.has(keyOf(key.split("\n")[0] ?? "", thread.activeRun))))
+        threads.delete(key)
   }
   const sweeper = setInterval(evict, Math.min(60_000, Math.max(1000, config.ttlMs / 4)))
   sweeper.unref?.()
@@ -95,17 +107,35 @@ export function createRuns(config: RunsConfig): Runs {
           log.append(events)
           thread.touched = Date.now()
         },
+        end() {
+          log.end()
+          clearTimeout(runs.get(key)?.timer)
+          if (thread.activeRun === input.runId) thread.activeRun = undefined
+          thread.touched = Date.now()
+        },
+        discard() {
+          clearTimeout(runs.get(key)?.timer)
+          drop(key)
+          log.end()
+          if (thread.activeRun === input.runId) thread.activeRun = undefined
+        },
       }
     },
-    control(log, stop) {
+    control(log, stop, readElsewhere) {
       const entry = runs.get(keyOf(log.owner, log.runId))
-      if (entry?.log === log) entry.stop = stop
+      if (entry?.log !== log) return
+      entry.stop = stop
       // Until a reader attaches, and whenever the last one leaves, the grace period runs.
-      const abandon = () => setTimeout(() => log.ended() || stop("abandoned"), config.graceMs)
-      let timer: ReturnType<typeof setTimeout> | undefined = abandon()
+      const abandon = (): ReturnType<typeof setTimeout> =>
+        setTimeout(async () => {
+          if (log.ended()) return
+          if (readElsewhere && (await readElsewhere().catch(() => false))) entry.timer = abandon()
+          else stop("abandoned")
+        }, config.graceMs)
+      entry.timer = abandon()
       log.onReaders((readers) => {
-        clearTimeout(timer)
-        timer = readers === 0 && !log.ended() ? abandon() : undefined
+        clearTimeout(entry.timer)
+        entry.timer = readers === 0 && !log.ended() ? abandon() : undefined
       })
     },
     find: (owner, runId) => runs.get(keyOf(owner, runId))?.log,
@@ -141,8 +171,9 @@ export function createRuns(config: RunsConfig): Runs {
 
 /**
  * Who owns what a request starts or reads: the bearer token's holder; with auth off, the browser
- * holding the owner cookie (a new one is handed out when there is none). "" is nobody: such runs
- * can be reconnected to with their capability, but never joined, hydrated or stopped by id.
+ * holding the owner cookie (a new one is handed out when there is none). A client that keeps no
+ * cookies gets a new owner each time: it can still reconnect (by capability), but not join,
+ * hydrate or stop by id.
  */
 export function ownerOf(request: Request, token: string | undefined): { owner: string; cookie?: string } {
   if (token) return { owner: `t${hash(token)}` }

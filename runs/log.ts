@@ -79,7 +79,11 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
       try {
         for (;;) {
           if (signal.aborted) return
-          if (next < first) next = first
+          // A reader so far behind that the size cap dropped what it needs next: no silent gap.
+          if (next < first) {
+            yield [{ seq: next, json: JSON.stringify(truncated(meta)) }]
+            return
+          }
           const end = first + events.length
           if (next < end) {
             const batch: Logged[] = []
@@ -102,5 +106,14 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
         attached(-1)
       }
     },
+  }
+}
+
+function truncated(meta: { threadId: string; runId: string }) {
+  return {
+    type: "RUN_ERROR",
+    message: "this run outgrew the log kept for it (RESUMABLE_MAX_RUN_BYTES) while this client was behind",
+    code: "run_truncated",
+    metadata: { tanstack: { threadId: meta.threadId, runId: meta.runId } },
   }
 }
