@@ -105,7 +105,11 @@ export function createHandler(deps: Deps): Handler {
       ? createClusterRuns(inMemory, deps.redis, observer?.logger ?? { warn: (message: string) => console.warn(message) })
       : inMemory
   const chat: Chat = createChat({ config, providers, serverTools, ctx, observer, limits, runs: runs || undefined, record, report })
-  observer?.bind({ activeStreams: chat.active })
+  observer?.bind({
+    activeStreams: chat.active,
+    ...(deps.redis && { redisUp: () => Number(deps.redis?.up()) }),
+    ...(runs && { runs: runs.stats }),
+  })
 
   const handle = async (request: Request, server?: Server) => {
     const url = new URL(request.url)

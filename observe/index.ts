@@ -17,7 +17,15 @@ export type Observer = {
   /** The Prometheus text exposition. */
   metrics(): string
   /** Gauges read from the handler that owns the state. */
-  bind(sources: { activeStreams: () => number }): void
+  bind(sources: Sources): void
+}
+
+type Sources = {
+  activeStreams: () => number
+  /** 1 while the shared Redis is reachable, 0 while not; absent without REDIS_URL. */
+  redisUp?: () => number
+  /** Resumable runs held and their logged bytes; absent with RESUMABLE off. */
+  runs?: () => { runs: number; live: number; bytes: number }
 }
 
 /** Models that may become a metric label beyond the configured ones; the rest count as `other`. */
@@ -28,8 +36,15 @@ const LONG_SECONDS = [0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1800]
 export function createObserver(options: { config: Config; logger: Logger; prices?: Prices; tracing?: Tracing }): Observer {
   const { config, logger, prices = [], tracing } = options
   const registry = createRegistry()
-  let activeStreams = () => 0
-  registry.gauge("sidechat_active_streams", "Chat streams open right now.", () => activeStreams())
+  let sources: Sources = { activeStreams: () => 0 }
+  registry.gauge("sidechat_active_streams", "Chat streams open right now.", () => sources.activeStreams())
+  if (config.redisUrl)
+    registry.gauge("sidechat_redis_up", "1 while the shared Redis (REDIS_URL) is reachable.", () => sources.redisUp?.() ?? 0)
+  if (config.resumable) {
+    registry.gauge("sidechat_resumable_runs", "Resumable runs held in this process.", () => sources.runs?.().runs ?? 0)
+    registry.gauge("sidechat_resumable_live_runs", "Resumable runs still streaming.", () => sources.runs?.().live ?? 0)
+    registry.gauge("sidechat_resumable_log_bytes", "Event JSON held in resumable run logs.", () => sources.runs?.().bytes ?? 0)
+  }
   const requests = registry.counter("sidechat_requests_total", "HTTP requests by route, status, wire generation and transport.")
   const endings = registry.counter("sidechat_stream_endings_total", "Chat requests by how they ended.")
   const tokens = registry.counter("sidechat_tokens_total", "Tokens by provider, model and kind (input, output, cached, reasoning).")
@@ -60,8 +75,8 @@ export function createObserver(options: { config: Config; logger: Logger; prices
 
   return {
     logger,
-    bind(sources) {
-      activeStreams = sources.activeStreams
+    bind(bound) {
+      sources = bound
     },
     cost: (model, usage) => costOf(prices, model, usage),
     metrics: () => registry.render(),

@@ -1,0 +1,222 @@
+// Several sidechat processes sharing one real Redis (Debian's redis-server, started here on a
+// random port): a run started on A is resumed, joined and hydrated on B; rate limits hold across
+// instances; Redis killed mid-test leaves chats working, and its return brings sharing back.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { fetchServerSentEvents } from "@tanstack/ai-client"
+import { type FakeProvider, startFakeProvider } from "./fixtures/fake-provider"
+import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
+import { dataOf, TEST_KEYS } from "./fixtures/sidechat"
+
+const REDIS = Bun.which("redis-server", { PATH: `${process.env.PATH}:/usr/sbin:/usr/bin` })
+if (!REDIS) console.warn("cluster.test.ts: SKIPPED: redis-server is not installed (apt-get install redis-server)")
+
+const TOKEN = "cluster-token-0123456789ab"
+const TEXT = await Bun.file(new URL("fixtures/anthropic-text.sse", import.meta.url)).text()
+const EVENTS = TEXT.split("\n\n").filter(Boolean)
+const ANSWER = "Grüße aus 東京 👋🏽 — naïve café."
+
+let redis: { port: number; stop: () => Promise<void>; start: () => Promise<void> }
+let fake: FakeProvider
+let a: SidechatProcess
+let b: SidechatProcess
+
+async function startRedis() {
+  const port = 10_000 + Math.floor(Math.random() * 22_000)
+  let child: Bun.Subprocess | undefined
+  const start = async () => {
+    child = Bun.spawn([REDIS as string, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdout: "ignore",
+      stderr: "ignore",
+    })
+    for (let i = 0; i < 100; i++) {
+      const ok = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }).then(
+        (socket) => (socket.end(), true),
+        () => false,
+      )
+      if (ok) return
+      await Bun.sleep(50)
+    }
+    throw new Error("redis-server did not start")
+  }
+  await start()
+  return {
+    port,
+    start,
+    stop: async () => {
+      child?.kill()
+      await child?.exited
+    },
+  }
+}
+
+const env = (extra: Record<string, string> = {}) => ({
+  ...TEST_KEYS,
+  ANTHROPIC_BASE_URL: fake.url,
+  AUTH_TOKEN: TOKEN,
+  REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+  RESUMABLE: "redis",
+  RESUMABLE_GRACE_MS: "3000",
+  LOG_FORMAT: "json",
+  ...extra,
+})
+
+beforeAll(async () => {
+  if (!REDIS) return
+  fake = startFakeProvider()
+  fake.respond(() => {
+    const encoder = new TextEncoder()
+    return new Response(
+      new ReadableStream({
+        async start(controller) {
+          for (const event of EVENTS) {
+            controller.enqueue(encoder.encode(`${event}\n\n`))
+            await Bun.sleep(80)
+          }
+          controller.close()
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    )
+  })
+  redis = await startRedis()
+  ;[a, b] = await Promise.all([spawnSidechat(env()), spawnSidechat(env())])
+  await Promise.all([a, b].map((server) => redisUp(server, true)))
+})
+afterAll(async () => {
+  await Promise.all([a?.stop(), b?.stop()])
+  await redis?.stop()
+  fake?.stop()
+})
+
+const bearer = { authorization: `Bearer ${TOKEN}` }
+const body = (runId: string, threadId = `thread-${runId}`) =>
+  JSON.stringify({ threadId, runId, messages: [{ id: `u-${runId}`, role: "user", content: "Grüß mich" }], tools: [], context: [] })
+const post = (server: SidechatProcess, runId: string, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+  fetch(`${server.url}/chat`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...bearer, ...headers },
+    body: body(runId),
+    signal,
+  })
+const textOf = (events: { type: string; delta?: string }[]) =>
+  events
+    .filter((e) => e.type === "TEXT_MESSAGE_CONTENT")
+    .map((e) => e.delta)
+    .join("")
+
+/** Waits until the instance's /ready says Redis is up (or down). */
+async function redisUp(server: SidechatProcess, up: boolean) {
+  for (let i = 0; i < 100; i++) {
+    const ready = (await (await fetch(`${server.url}/ready`)).json()) as { redis?: string }
+    if ((ready.redis === "up") === up) return
+    await Bun.sleep(100)
+  }
+  throw new Error(`Redis never became ${up ? "up" : "down"} on ${server.url}`)
+}
+
+/** Reads a started stream until it has carried `deltas` text deltas; returns what it read. */
+async function readUntil(response: Response, deltas: number): Promise<string> {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+  let text = ""
+  while (text.split("TEXT_MESSAGE_CONTENT").length <= deltas) text += new TextDecoder().decode((await reader.read()).value)
+  return text.slice(0, text.lastIndexOf("\n\n") + 2)
+}
+
+describe.skipIf(!REDIS)("two instances and one Redis", () => {
+  test("a run started on A, cut, resumes on B from Redis: exactly the provider's text, one provider call", async () => {
+    const runId = `ab-${crypto.randomUUID()}`
+    const before = fake.seen.length
+    const controller = new AbortController()
+    const seen = await readUntil(await post(a, runId, {}, controller.signal), 2)
+    controller.abort()
+    const lastId = [...seen.matchAll(/^id: (\S+)$/gm)].at(-1)?.[1] as string
+    const resumed = await post(b, runId, { "last-event-id": lastId })
+    expect(resumed.status).toBe(200)
+    const events = dataOf(seen + (await resumed.text())) as { type: string; delta?: string }[]
+    expect(events.at(-1)?.type).toBe("RUN_FINISHED")
+    expect(textOf(events)).toBe(ANSWER)
+    expect(fake.seen.length - before).toBe(1)
+  })
+
+  test("joinRun on B follows a run A is streaming; B hydrates A's thread", async () => {
+    const runId = `join-${crypto.randomUUID()}`
+    const first = post(a, runId).then((response) => response.text())
+    await Bun.sleep(250)
+    const chunks: { type: string; delta?: string }[] = []
+    for await (const chunk of fetchServerSentEvents(`${b.url}/chat`, { headers: bearer }).joinRun?.(runId) ?? [])
+      chunks.push(chunk as { type: string; delta?: string })
+    await first
+    expect(chunks[0]?.type).toBe("RUN_STARTED")
+    expect(chunks.at(-1)?.type).toBe("RUN_FINISHED")
+    expect(textOf(chunks)).toBe(ANSWER)
+    await Bun.sleep(100)
+    const thread = await fetch(`${b.url}/chat?threadId=thread-${runId}`, { headers: { ...bearer, accept: "application/json" } })
+    const hydrated = (await thread.json()) as {
+      messages: { role: string; parts: { type: string; content?: string }[] }[]
+      activeRun: unknown
+    }
+    expect(hydrated.messages.map((m) => m.role)).toEqual(["user", "assistant"])
+    expect(hydrated.messages[1]?.parts).toEqual([{ type: "text", content: ANSWER }])
+    expect(hydrated.activeRun).toBeNull()
+  })
+
+  test("DELETE on B stops the run A is streaming", async () => {
+    const runId = `stop-${crypto.randomUUID()}`
+    const before = fake.seen.length
+    const response = await post(a, runId)
+    const reading = response.text()
+    await Bun.sleep(150)
+    expect((await fetch(`${b.url}/chat?runId=${runId}`, { method: "DELETE", headers: bearer })).status).toBe(204)
+    const closed = await Promise.race([fake.seen[before]?.closed.then(() => "closed"), Bun.sleep(2000).then(() => "open")])
+    expect(closed).toBe("closed")
+    expect((dataOf(await reading) as { code?: string }[]).at(-1)).toMatchObject({ code: "run_stopped" })
+  })
+
+  test("Redis killed: chats keep working and /ready says so; Redis back: runs are shared again", async () => {
+    await redis.stop()
+    await Promise.all([a, b].map((server) => redisUp(server, false)))
+    const metric = async () => (await (await fetch(`${a.url}/metrics`, { headers: bearer })).text()).match(/^sidechat_redis_up (\d)$/m)?.[1]
+    expect(await metric()).toBe("0")
+    const alone = await post(a, `alone-${crypto.randomUUID()}`)
+    expect(alone.status).toBe(200)
+    expect((dataOf(await alone.text()) as { type: string }[]).at(-1)?.type).toBe("RUN_FINISHED")
+    expect(a.alive() && b.alive()).toBe(true)
+
+    await redis.start()
+    await Promise.all([a, b].map((server) => redisUp(server, true)))
+    expect(await metric()).toBe("1")
+    const runId = `back-${crypto.randomUUID()}`
+    const controller = new AbortController()
+    const seen = await readUntil(await post(a, runId, {}, controller.signal), 2)
+    controller.abort()
+    const lastId = [...seen.matchAll(/^id: (\S+)$/gm)].at(-1)?.[1] as string
+    const resumed = await post(b, runId, { "last-event-id": lastId })
+    expect(textOf(dataOf(seen + (await resumed.text())) as { type: string; delta?: string }[])).toBe(ANSWER)
+    // Losing Redis was logged as a warning, never as a bug.
+    const logged = [...a.stdout, ...a.stderr, ...b.stdout, ...b.stderr].join("\n")
+    expect(logged).toContain("lost Redis")
+    expect(logged).not.toContain("BUG")
+  }, 30_000)
+})
+
+describe.skipIf(!REDIS)("limits across instances", () => {
+  test("a token bucket of 3 holds across two instances: the fourth request is refused wherever it lands", async () => {
+    const limited = { RATE_LIMIT_PER_MINUTE: "1", RATE_LIMIT_BURST: "3", RESUMABLE: "off" }
+    const [c, d] = await Promise.all([spawnSidechat(env(limited)), spawnSidechat(env(limited))])
+    try {
+      await Promise.all([c, d].map((server) => redisUp(server, true)))
+      const statuses: number[] = []
+      for (const server of [c, d, c, d]) {
+        const response = await post(server, `limit-${crypto.randomUUID()}`)
+        statuses.push(response.status)
+        if (response.status === 429) {
+          expect(Number(response.headers.get("retry-after"))).toBeGreaterThan(0)
+          expect(await response.json()).toMatchObject({ error: { code: "too_many_requests" } })
+        } else await response.text()
+      }
+      expect(statuses).toEqual([200, 200, 200, 429])
+    } finally {
+      await Promise.all([c.stop(), d.stop()])
+    }
+  })
+})
