@@ -4,7 +4,8 @@
 // first instance is still producing.
 //
 // Keys (all under sidechat:, all with a TTL):
-//   log:<capability>      a Stream, one entry per event with ID 0-<seq+1>, and an `end` entry last
+//   log:<capability>      a Stream, one entry per batch of events (one network read's worth):
+//                         ID 0-<last seq+1>, fields f <first seq> e <json> e <json> …; `end` last
 //   run:<capability>      a hash: runId, threadId, owner
 //   runid:<owner>:<runId> the capability, for joins by runId
 //   live:<capability>     present while the producing instance is alive (refreshed)
@@ -22,7 +23,7 @@ type Entry = [string, string[]]
 
 export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger, "warn">): Runs {
   const ttl = String(Math.ceil(local.config.ttlMs / 1000))
-  const maxEvents = String(Math.max(1000, Math.floor(local.config.maxRunBytes / 64)))
+  const maxEntries = String(Math.max(1000, Math.floor(local.config.maxRunBytes / 64)))
   /** Fire and forget: a mirror write that fails only costs this run its cross-instance resume. */
   const write = (command: string, args: string[]) => redis.send(command, args, 2000)
 
@@ -38,7 +39,7 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
       const meta = (await redis.send("HGETALL", [`sidechat:run:${capability}`])) as Record<string, string> | null
       if (!meta?.runId) return undefined
       const first = (await redis.send("XRANGE", [`sidechat:log:${capability}`, "-", "+", "COUNT", "1"])) as Entry[]
-      const firstSeq = first[0] ? seqOf(first[0][0]) : 0
+      const firstSeq = first[0]?.[1][0] === "f" ? Number(first[0][1][1]) : 0
       return remoteLog({ capability, runId: meta.runId, threadId: meta.threadId ?? "", owner: meta.owner ?? "" }, firstSeq, redis)
     } catch {
       return undefined
@@ -72,10 +73,9 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
         record(events) {
           const seq = log.nextSeq()
           started.record(events)
-          if (!mirrored) return
-          events.forEach((json, i) => {
-            write("XADD", [`sidechat:log:${cap}`, "MAXLEN", "~", maxEvents, `0-${seq + i + 1}`, "e", json]).catch(fail)
-          })
+          if (!mirrored || !events.length) return
+          const fields = ["f", String(seq), ...events.flatMap((json) => ["e", json])]
+          write("XADD", [`sidechat:log:${cap}`, "MAXLEN", "~", maxEntries, `0-${seq + events.length}`, ...fields]).catch(fail)
         },
         discard() {
           started.discard()
@@ -131,8 +131,6 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
   }
 }
 
-const seqOf = (id: string) => Number(id.split("-")[1]) - 1
-
 /** Tails a run's Redis Stream on a connection of its own, counted as a reader of that run. */
 function remoteLog(meta: { capability: string; runId: string; threadId: string; owner: string }, firstSeq: number, redis: Redis): RunLog {
   const key = `sidechat:log:${meta.capability}`
@@ -155,6 +153,7 @@ function remoteLog(meta: { capability: string; runId: string; threadId: string; 
       const close = () => connection.close()
       signal.addEventListener("abort", close, { once: true })
       await redis.send("INCR", [readers]).catch(() => {})
+      // An entry's ID is its last event's seq + 1: the first entry past the cursor holds after + 1.
       let cursor = `0-${after + 1}`
       try {
         for (;;) {
@@ -180,7 +179,11 @@ function remoteLog(meta: { capability: string; runId: string; threadId: string; 
               if (batch.length) yield batch
               return
             }
-            batch.push({ seq: seqOf(id), json: fields[1] as string })
+            const first = Number(fields[1])
+            for (let i = 3; i < fields.length; i += 2) {
+              const seq = first + (i - 3) / 2
+              if (seq > after) batch.push({ seq, json: fields[i] as string })
+            }
           }
           yield batch
         }
