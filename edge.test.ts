@@ -78,6 +78,7 @@ describe("bearer auth", () => {
         { name: "mock", mode: "mock", defaultModel: "sidechat-mock" },
       ],
       models: ["claude-sonnet-4-6", "gpt-5.4-mini"],
+      resumable: false,
     })
     for (const key of Object.values(TEST_KEYS)) expect(text).not.toContain(key.slice(-8))
     const post = await fetch(`${sidechat.url}/providers`, { method: "POST", headers: bearer(TOKENS[0] as string) })

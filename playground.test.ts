@@ -168,3 +168,25 @@ describe.skipIf(Boolean(missing))("the playground with AUTH_TOKEN set", () => {
     }
   })
 })
+
+describe.skipIf(Boolean(missing))("the playground with resumable runs", () => {
+  test("stop also ends the run on the server (DELETE), so the provider request closes at once, not after the grace period", async () => {
+    const server = await spawnSidechat({ ...TEST_KEYS, ANTHROPIC_BASE_URL: fake.url, RESUMABLE: "memory", RESUMABLE_GRACE_MS: "60000" })
+    const page = await browser.newPage()
+    try {
+      await page.goto(server.url)
+      await page.locator("#composer").waitFor()
+      const before = fake.seen.length
+      await page.selectOption("#provider", "anthropic")
+      await page.fill("#message", "Tell me a long story")
+      await page.click("#send")
+      await page.waitForFunction(() => document.body.textContent?.includes("Grüße aus"))
+      await page.click("#stop")
+      const closed = await Promise.race([fake.seen[before]?.closed.then(() => "closed"), Bun.sleep(5000).then(() => "open")])
+      expect(closed).toBe("closed")
+    } finally {
+      await page.close()
+      await server.stop()
+    }
+  })
+})

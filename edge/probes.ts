@@ -59,5 +59,7 @@ export function catalog(config: Config, modes: Record<ProviderName, "live" | "mo
       defaultModel: name === "mock" ? MOCK_MODEL : config[name].model,
     })),
     models: config.allowedModels,
+    /** Whether runs outlive a dropped connection (RESUMABLE): a stop should then also DELETE the run. */
+    resumable: Boolean(config.resumable),
   }
 }

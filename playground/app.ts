@@ -9,6 +9,7 @@ type Catalog = {
   defaultProvider: string
   providers: { name: string; mode: "live" | "mock"; defaultModel: string }[]
   models: string[]
+  resumable: boolean
 }
 type Part = { type: string; content?: string; name?: string; state?: string; arguments?: string; output?: unknown }
 type Message = { id: string; role: string; parts: Part[] }
@@ -30,6 +31,8 @@ let catalog: Catalog | undefined
 let refusal: { code: string; message: string } | undefined
 /** The run's final error event, with its code; the client reports the same failure once more without it. */
 let runError: string | undefined
+/** The run streaming now: with resumable runs, stop also ends it on the server (DELETE). */
+let runId: string | null = null
 
 const headers = (): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {})
 
@@ -79,6 +82,9 @@ const client = new ChatClient({
   })),
   tools: [localTime, calculator],
   onMessagesChange: (messages) => render(messages as Message[]),
+  onRunIdChange: (id) => {
+    if (id) runId = id
+  },
   onLoadingChange: (loading) => {
     send.disabled = loading
     stop.hidden = !loading
@@ -189,7 +195,12 @@ input.addEventListener("keydown", (event) => {
     form.requestSubmit()
   }
 })
-stop.addEventListener("click", () => client.stop())
+stop.addEventListener("click", () => {
+  client.stop()
+  // The client's stop only hangs up; a resumable run would go on for its grace period.
+  if (catalog?.resumable && runId)
+    void fetch(`/chat?runId=${encodeURIComponent(runId)}`, { method: "DELETE", headers: headers() }).catch(() => {})
+})
 for (const button of document.querySelectorAll<HTMLButtonElement>("[data-example]"))
   button.addEventListener("click", () => {
     input.value = button.dataset.example ?? ""
