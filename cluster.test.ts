@@ -2,7 +2,8 @@
 // random port): a run started on A is resumed, joined and hydrated on B; rate limits hold across
 // instances; Redis killed mid-test leaves chats working, and its return brings sharing back.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { fetchServerSentEvents } from "@tanstack/ai-client"
+import { ChatClient, fetchServerSentEvents } from "@tanstack/ai-client"
+import { cuttingProxy } from "./fixtures/cutting-proxy"
 import { type FakeProvider, startFakeProvider } from "./fixtures/fake-provider"
 import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
 import { dataOf, TEST_KEYS } from "./fixtures/sidechat"
@@ -136,6 +137,52 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     expect(events.at(-1)?.type).toBe("RUN_FINISHED")
     expect(textOf(events)).toBe(ANSWER)
     expect(fake.seen.length - before).toBe(1)
+  })
+
+  test("the real client: its stream from A is cut, it reconnects to B, and B finishes the answer from Redis", async () => {
+    // A load balancer that sends the first connection to A (and drops it mid-answer), the rest to B.
+    const balancer = cuttingProxy((n) => (n === 0 ? a.url : b.url), 1)
+    try {
+      const before = fake.seen.length
+      const threadId = `client-${crypto.randomUUID()}`
+      const errors: Error[] = []
+      const client = new ChatClient({
+        connection: fetchServerSentEvents(`${balancer.url}/chat`, { headers: bearer }),
+        forwardedProps: { provider: "anthropic" },
+        threadId,
+        onError: (error) => errors.push(error),
+      })
+      await client.sendMessage("Grüß mich")
+      for (let i = 0; i < 100 && client.getIsLoading(); i++) await Bun.sleep(50)
+      expect(errors).toEqual([])
+      // B served the reconnect: its log has the resumed read.
+      await Bun.sleep(100)
+      expect(b.requests().some((record) => record.resumed === true)).toBe(true)
+      const text = (c: ChatClient) =>
+        c
+          .getMessages()
+          .filter((m) => m.role === "assistant")
+          .flatMap((m) => m.parts as { type: string; content?: string }[])
+          .filter((p) => p.type === "text")
+          .map((p) => p.content)
+          .join("")
+      expect(text(client)).toBe(ANSWER)
+      expect(fake.seen.length - before).toBe(1)
+
+      // A reload that lands on B hydrates the thread A streamed.
+      await Bun.sleep(100)
+      const reloaded = new ChatClient({
+        connection: fetchServerSentEvents(`${b.url}/chat`, { headers: bearer }),
+        persistence: true,
+        threadId,
+      })
+      reloaded.attach()
+      for (let i = 0; i < 100 && reloaded.getMessages().length < 2; i++) await Bun.sleep(50)
+      expect(reloaded.getMessages().map((m) => m.role)).toEqual(["user", "assistant"])
+      expect(text(reloaded)).toBe(ANSWER)
+    } finally {
+      balancer.stop()
+    }
   })
 
   test("joinRun on B follows a run A is streaming; B hydrates A's thread", async () => {

@@ -4,6 +4,7 @@
 // period and an explicit stop; and ownership.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { ChatClient, fetchHttpStream, fetchServerSentEvents } from "@tanstack/ai-client"
+import { cuttingProxy } from "./fixtures/cutting-proxy"
 import { type FakeProvider, startFakeProvider } from "./fixtures/fake-provider"
 import { dataOf, type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
 
@@ -65,47 +66,6 @@ const post = (runId: string, headers: Record<string, string> = {}, signal?: Abor
     body: body(runId),
     signal,
   })
-
-/** A TCP proxy in front of sidechat that cuts the first `cuts` responses once they carry text. */
-function cuttingProxy(target: string, cuts: number) {
-  const { hostname, port } = new URL(target)
-  let left = cuts
-  const server = Bun.listen<{ upstream?: Bun.Socket<unknown>; seen: string; cut: boolean; pending: Uint8Array[] }>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      async open(client) {
-        client.data = { seen: "", cut: left-- > 0, pending: [] }
-        client.data.upstream = await Bun.connect({
-          hostname,
-          port: Number(port),
-          socket: {
-            data(_, chunk) {
-              const state = client.data
-              state.seen += new TextDecoder().decode(chunk)
-              client.write(chunk)
-              // Dropped mid-answer: after the second text delta, without a clean end.
-              if (state.cut && state.seen.split("TEXT_MESSAGE_CONTENT").length > 2) {
-                client.terminate()
-                state.upstream?.terminate()
-              }
-            },
-            close: () => void client.end(),
-            error: () => void client.end(),
-          },
-        })
-        for (const chunk of client.data.pending) client.data.upstream.write(chunk)
-      },
-      data(client, chunk) {
-        if (client.data.upstream) client.data.upstream.write(chunk)
-        else client.data.pending.push(chunk)
-      },
-      close: (client) => void client.data.upstream?.end(),
-      error: (client) => void client.data.upstream?.end(),
-    },
-  })
-  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) }
-}
 
 describe("resumable runs with @tanstack/ai-client 0.33.2", () => {
   test("a stream cut mid-answer reconnects with Last-Event-ID and completes exactly, with one provider call", async () => {
