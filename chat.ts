@@ -12,7 +12,7 @@ import type { ToolDecl } from "./schema"
 import { findReconnect, type Reader, readRun, stopRun, tailResponse } from "./runs/http"
 import { ownerOf, type RunLog, type Runs, type Started } from "./runs"
 import { streamResponse } from "./sse"
-import { guard, type Providers, providerLabel } from "./upstream"
+import { type Providers, providerLabel } from "./upstream"
 import { type Opened, openWithRetries } from "./upstream/attempts"
 import { createDeadline } from "./upstream/deadline"
 import { classifyError, errorPart } from "./upstream/errors"
@@ -55,6 +55,8 @@ const BYOK_HEADERS: Record<string, string> = { anthropic: "x-byok-anthropic", op
 export const BYOK_HEADER_NAMES = Object.values(BYOK_HEADERS)
 const TIMEOUTS = new Set<ErrorCode>(["provider_timeout", "provider_stalled", "duration_exceeded"])
 const STOPS = new Set<ErrorCode>(["run_stopped", "run_abandoned"])
+/** Streams served before an idle moment is worth a full garbage collection. */
+const IDLE_COLLECTION_AFTER = 256
 
 export function createChat(deps: ChatDeps): Chat {
   const { config, providers, serverTools, ctx, observer, limits, runs, record, report } = deps
@@ -67,6 +69,24 @@ export function createChat(deps: ChatDeps): Chat {
     if (streams.size || readers) return
     for (const resolve of drained) resolve()
     drained.clear()
+    collectWhenIdle()
+  }
+  /**
+   * A burst of streams leaves hundreds of MiB of garbage that an idle process would keep for a
+   * long time (nothing allocates, so nothing triggers a collection). After a busy period, a
+   * second of idleness collects it, and the allocator can give memory back.
+   */
+  let servedSinceCollection = 0
+  let collection: ReturnType<typeof setTimeout> | undefined
+  const collectWhenIdle = () => {
+    if (servedSinceCollection < IDLE_COLLECTION_AFTER || collection) return
+    collection = setTimeout(() => {
+      collection = undefined
+      if (streams.size || readers) return
+      servedSinceCollection = 0
+      Bun.gc(true)
+    }, 1000)
+    collection.unref?.()
   }
   /** A run's log as a response, counted until it closes. */
   const reading = (log: RunLog, after: number, request: Request, reader: Reader): Response => {
@@ -159,6 +179,7 @@ export function createChat(deps: ChatDeps): Chat {
     // shutdown can end it even while the provider is still opening.
     const entry = { expire: deadline.expire }
     streams.add(entry)
+    servedSinceCollection++
     let finished = false
     const finish = () => {
       if (finished) return
@@ -218,7 +239,9 @@ export function createChat(deps: ChatDeps): Chat {
           return refuse({ status, code: part.code, message: part.message, ...retryAfter })
         }
         batches = only(part)
-      } else batches = guard(early ? early.value.parts : afterOpening(opening), classify, firstContent)
+      } else batches = early ? early.value.parts : afterOpening(opening)
+      // Any throw from the provider's stream becomes its final error event, told in-band.
+      const guarded = { classify, onContent: firstContent }
 
       const wire = wireFor(chatRequest.generation, transport.value)
       const context = ctx()
@@ -257,7 +280,7 @@ export function createChat(deps: ChatDeps): Chat {
         )
         void (async () => {
           try {
-            for await (const events of aguiEvents(batches, context, chatRequest, final))
+            for await (const events of aguiEvents(batches, context, chatRequest, final, guarded))
               started.record(events.map((event) => JSON.stringify(event)))
           } catch (thrown) {
             report("stream failed inside sidechat", thrown, trail.requestId)
@@ -271,7 +294,7 @@ export function createChat(deps: ChatDeps): Chat {
         const headers = { "x-request-id": trail.requestId, ...(ownership.cookie && { "set-cookie": ownership.cookie }) }
         return reading(started.log, -1, request, { sse: transport.value === "sse", heartbeatMs: config.heartbeatMs, headers })
       }
-      return streamResponse(wire.encode(batches, context, chatRequest, final), {
+      return streamResponse(wire.encode(batches, context, chatRequest, final, guarded), {
         trailer: wire.trailer,
         fail: (thrown) => {
           report("stream failed inside sidechat", thrown, trail.requestId)

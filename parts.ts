@@ -93,3 +93,7 @@ export function fixedCtx(at = 1_700_000_000_000): Ctx {
 export function unreachable(value: never): never {
   throw new Error(`unreachable: ${JSON.stringify(value)}`)
 }
+
+/** What makes content: the first of these ends the wait for a first token. */
+const CONTENT = new Set<Part["type"]>(["text", "reasoning-start", "reasoning", "tool-start"])
+export const isContent = (part: Part) => CONTENT.has(part.type)

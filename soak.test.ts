@@ -201,8 +201,11 @@ for (const variant of VARIANTS)
         const settled = performance.now() + 10_000
         while (performance.now() < settled && provider.ended() < provider.opened()) await Bun.sleep(50)
         const health = (await (await fetch(`${sidechat.url}/health`)).json()) as { status: string; activeStreams: number }
-        // The provider closes idle keep-alive sockets after 2 s; sockets that remain are the test's own pool.
+        // The provider closes idle keep-alive sockets after 2 s (later on a loaded machine); sockets
+        // that remain are the test's own pool. A leak stays; idle sockets go within a few seconds.
+        const bound = baseline.fds + CLIENTS + 16
         await Bun.sleep(2500)
+        for (let i = 0; i < 40 && sidechat.fds() > bound; i++) await Bun.sleep(100)
         const fds = sidechat.fds()
 
         const records = sidechat.requests()
@@ -230,7 +233,7 @@ for (const variant of VARIANTS)
         expect(records.filter((record) => record.end === "complete").length).toBeGreaterThanOrEqual(counts.complete)
         expect(provider.ended()).toBe(provider.opened())
         // A leak of one socket or timer per request would be thousands; idle pooled sockets are not.
-        expect(fds - baseline.fds).toBeLessThanOrEqual(CLIENTS + 16)
+        expect(fds).toBeLessThanOrEqual(bound)
         expect(peakRss).toBeLessThan(768 * 2 ** 20)
       },
       (variant.seconds + 60) * 1000,

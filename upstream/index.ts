@@ -8,7 +8,7 @@ import { toAnthropic, toOpenAI } from "../formatters"
 import { createTransport, type Fetch } from "./transport"
 import { mockFetch } from "./mock"
 import { anthropicBatches, openaiBatches } from "./raw"
-import type { ErrorPart, Part } from "../parts"
+import { type ErrorPart, isContent, type Part } from "../parts"
 import type { ChatRequest } from "../request"
 
 export type Providers = {
@@ -70,9 +70,6 @@ export function providerLabel(provider: ProviderName): string {
   return { anthropic: "Anthropic", openai: "OpenAI", mock: "mock" }[provider]
 }
 
-/** What makes content: the first of these ends the wait for a first token. */
-const CONTENT = new Set<Part["type"]>(["text", "reasoning-start", "reasoning", "tool-start"])
-
 /**
  * After headers are sent, any throw becomes one final error part (`classify` names it); nothing
  * follows it. Converters throw rather than yield their errors, so every error passes `classify`.
@@ -86,7 +83,7 @@ export async function* guard(
   let waiting = onContent !== undefined
   try {
     for await (const batch of batches) {
-      if (waiting && batch.some((part) => CONTENT.has(part.type))) {
+      if (waiting && batch.some(isContent)) {
         waiting = false
         onContent?.()
       }

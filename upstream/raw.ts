@@ -7,54 +7,59 @@ import { anthropicConverter, openaiConverter } from "../converter"
 import type { Part } from "../parts"
 import { createEventParser } from "./events"
 
+/**
+ * A provider's body as synchronous steps: `push` appends the parts one network read completes to
+ * `out` (and throws the SDK's error for an error event, after appending what came before it);
+ * `end` appends what the end of the body means. `done` turns true once the answer is complete
+ * whatever the connection does next (OpenAI's `[DONE]`).
+ */
+export type Decoder = { push(bytes: Uint8Array, out: Part[]): void; end(out: Part[]): void; done(): boolean }
+
 /** Anthropic Messages: `event:` names each event; `ping` is skipped; `error` ends the stream as the SDK does. */
-export async function* anthropicBatches(response: Response): AsyncGenerator<Part[]> {
+export function anthropicDecoder(headers: Headers): Decoder {
   const converter = anthropicConverter()
   const parser = createEventParser()
-  for await (const bytes of body(response)) {
-    const parts: Part[] = []
-    try {
+  return {
+    push(bytes, out) {
       for (const { event, data } of parser.push(bytes)) {
         if (event === "ping" || event === undefined || !data) continue
         if (event === "error") {
           const error = safeJSON(data) ?? data
           const type = (error as { error?: { type?: Anthropic.ErrorType } })?.error?.type
-          throw new Anthropic.APIError(undefined, error as object, undefined, response.headers, type)
+          throw new Anthropic.APIError(undefined, error as object, undefined, headers, type)
         }
         if (event === "content_block_delta") {
           const text = plainTextDelta(data)
           if (text !== undefined) {
-            if (text) parts.push({ type: "text", delta: text })
+            if (text) out.push({ type: "text", delta: text })
             continue
           }
         }
-        for (const part of converter.step(JSON.parse(data))) parts.push(part)
+        for (const part of converter.step(JSON.parse(data))) out.push(part)
       }
-    } finally {
-      // What this read held before a failure still reaches the client, as it would event by event.
-      if (parts.length) yield parts
-    }
+    },
+    end(out) {
+      for (const part of converter.end()) out.push(part)
+    },
+    done: () => false,
   }
-  const last = [...converter.end()]
-  if (last.length) yield last
 }
 
 /** OpenAI Chat Completions: `data: [DONE]` ends the stream; an `error` payload is the SDK's APIError. */
-export async function* openaiBatches(response: Response): AsyncGenerator<Part[]> {
+export function openaiDecoder(headers: Headers): Decoder {
   const converter = openaiConverter()
   const parser = createEventParser()
   let complete = false
-  for await (const bytes of body(response)) {
-    // After `[DONE]` the rest is read and dropped, so the connection can serve the next request.
-    if (complete) continue
-    const parts: Part[] = []
-    try {
+  return {
+    push(bytes, out) {
+      // After `[DONE]` the rest is read and dropped, so the connection can serve the next request.
+      if (complete) return
       for (const { event, data } of parser.push(bytes)) {
         if (data === "[DONE]") {
           // The answer is complete here, whatever the connection does next.
           complete = true
-          for (const part of converter.end()) parts.push(part)
-          break
+          for (const part of converter.end()) out.push(part)
+          return
         }
         let chunk: { error?: object }
         try {
@@ -62,17 +67,50 @@ export async function* openaiBatches(response: Response): AsyncGenerator<Part[]>
         } catch {
           throw new SyntaxError("Error reading response: malformed server-sent event JSON.")
         }
-        if (event === "error") throw new OpenAI.APIError(undefined, chunk?.error ?? chunk, undefined, response.headers)
-        if (chunk?.error) throw new OpenAI.APIError(undefined, chunk.error, undefined, response.headers)
-        for (const part of converter.step(chunk as OpenAI.ChatCompletionChunk)) parts.push(part)
+        if (event === "error") throw new OpenAI.APIError(undefined, chunk?.error ?? chunk, undefined, headers)
+        if (chunk?.error) throw new OpenAI.APIError(undefined, chunk.error, undefined, headers)
+        for (const part of converter.step(chunk as OpenAI.ChatCompletionChunk)) out.push(part)
       }
-    } finally {
-      if (parts.length) yield parts
-    }
+    },
+    end(out) {
+      if (!complete) for (const part of converter.end()) out.push(part)
+    },
+    done: () => complete,
   }
-  if (complete) return
-  const last = [...converter.end()]
-  if (last.length) yield last
+}
+
+export const anthropicBatches = (response: Response) => decodedBatches(response, anthropicDecoder(response.headers))
+export const openaiBatches = (response: Response) => decodedBatches(response, openaiDecoder(response.headers))
+
+/**
+ * One batch of parts per network read, read straight off the body: what a read held before a
+ * failure still comes out first, as it would event by event. Leaving early (a client gone)
+ * cancels the body, which closes the connection.
+ */
+export async function* decodedBatches(response: Response, decoder: Decoder): AsyncGenerator<Part[]> {
+  if (!response.body) throw new Anthropic.AnthropicError("Attempted to iterate over a response with no body")
+  const reader = response.body.getReader()
+  let finished = false
+  try {
+    for (;;) {
+      const read = await reader.read()
+      if (read.done) {
+        finished = true
+        break
+      }
+      const parts: Part[] = []
+      try {
+        decoder.push(read.value, parts)
+      } finally {
+        if (parts.length) yield parts
+      }
+    }
+    const last: Part[] = []
+    decoder.end(last)
+    if (last.length) yield last
+  } finally {
+    if (!finished) await reader.cancel().catch(() => {})
+  }
 }
 
 const TEXT_DELTA_HEAD = '{"type":"content_block_delta","index":'
@@ -105,25 +143,6 @@ export function plainTextDelta(data: string): string | undefined {
 }
 
 const NEEDS_PARSE = /["\\\x00-\x1f]/
-
-/** The body's reads; leaving early (a client gone, `[DONE]`) cancels it, which closes the connection. */
-async function* body(response: Response): AsyncGenerator<Uint8Array> {
-  if (!response.body) throw new Anthropic.AnthropicError("Attempted to iterate over a response with no body")
-  const reader = response.body.getReader()
-  let done = false
-  try {
-    for (;;) {
-      const read = await reader.read()
-      if (read.done) {
-        done = true
-        return
-      }
-      yield read.value
-    }
-  } finally {
-    if (!done) await reader.cancel().catch(() => {})
-  }
-}
 
 function safeJSON(text: string): unknown {
   try {

@@ -1,5 +1,5 @@
 // What every wire generation's encoder is: a step machine from parts to that generation's events.
-import type { Part } from "../parts"
+import { type ErrorPart, isContent, type Part } from "../parts"
 
 export type Encoder<E> = {
   /** The events that open a stream, before any part. */
@@ -19,39 +19,67 @@ export async function* encodeParts<E>(parts: AsyncIterable<Part>, encoder: Encod
   }
 }
 
+/** After headers: a provider failure becomes one final error part, and the first content is told. */
+export type Guard = { classify: (error: unknown) => ErrorPart; onContent?: () => void }
+
 /**
  * The streaming path: one batch of parts (one network read's worth) becomes one string of frames,
- * so a read crosses one async step here instead of one per event.
+ * so a read crosses one async step here instead of one per event. With `guard`, a throw from the
+ * batches is the stream's final error event, in the same step (no extra generator per read).
  */
-export async function* encodeBatches<E>(
-  batches: AsyncIterable<Part[]>,
-  encoder: Encoder<E>,
-  frame: (event: E) => string,
-): AsyncGenerator<string> {
-  let text = ""
-  for (const event of encoder.open()) text += frame(event)
-  if (text) yield text
-  const out: E[] = []
-  for await (const batch of batches) {
-    out.length = 0
-    let ended = false
-    for (const part of batch) if ((ended = encoder.push(part, out))) break
-    text = ""
-    for (const event of out) text += frame(event)
-    if (text) yield text
-    if (ended) return
-  }
+export function encodeBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>, frame: (event: E) => string, guard?: Guard) {
+  return encodeWith(batches, encoder, guard, (events) => {
+    let text = ""
+    for (const event of events) text += frame(event)
+    return text || undefined
+  })
 }
 
-/** The same as `encodeBatches`, events unframed: a resumable run logs each one with its own id. */
-export async function* encodeEventBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>): AsyncGenerator<E[]> {
-  const opened = encoder.open()
-  if (opened.length) yield opened
-  for await (const batch of batches) {
-    const out: E[] = []
-    let ended = false
-    for (const part of batch) if ((ended = encoder.push(part, out))) break
-    if (out.length) yield out
-    if (ended) return
+/** The same, events unframed: a resumable run logs each one with its own id. */
+export function encodeEventBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>, guard?: Guard) {
+  return encodeWith(batches, encoder, guard, (events) => (events.length ? [...events] : undefined))
+}
+
+async function* encodeWith<E, T>(
+  batches: AsyncIterable<Part[]>,
+  encoder: Encoder<E>,
+  guard: Guard | undefined,
+  render: (events: E[]) => T | undefined,
+): AsyncGenerator<T> {
+  const opened = render(encoder.open())
+  if (opened !== undefined) yield opened
+  const source = batches[Symbol.asyncIterator]()
+  let open = true
+  let waiting = guard?.onContent !== undefined
+  const out: E[] = []
+  try {
+    for (;;) {
+      let batch: Part[]
+      try {
+        const next = await source.next()
+        if (next.done) {
+          open = false
+          return
+        }
+        batch = next.value
+      } catch (error) {
+        open = false
+        if (!guard) throw error
+        batch = [guard.classify(error)]
+      }
+      if (waiting && batch.some(isContent)) {
+        waiting = false
+        guard?.onContent?.()
+      }
+      out.length = 0
+      let ended = false
+      for (const part of batch) if ((ended = encoder.push(part, out))) break
+      const rendered = render(out)
+      if (rendered !== undefined) yield rendered
+      if (ended) return
+    }
+  } finally {
+    // Left early (the client went, or the final event came): the source cleans up behind us.
+    if (open) await source.return?.()
   }
 }

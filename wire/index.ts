@@ -3,7 +3,7 @@ import type { Ctx, ErrorPart, Part } from "../parts"
 import type { ChatRequest, Generation } from "../request"
 import { ndjsonFrame, sseFrame } from "../sse"
 import { type AguiEvent, aguiEncoder, aguiError } from "./agui"
-import { encodeBatches, encodeEventBatches } from "./encoder"
+import { encodeBatches, encodeEventBatches, type Guard } from "./encoder"
 import { legacyEncoder, legacyError } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
@@ -14,7 +14,7 @@ export type Wire = {
    * Batches of parts (one network read each) become strings of framed events, one per batch.
    * `extra` adds to the final event's metadata where the generation has any (AG-UI's `metadata.tanstack`).
    */
-  encode(batches: AsyncIterable<Part[]>, ctx: Ctx, request: ChatRequest, extra?: Extra): AsyncIterable<string>
+  encode(batches: AsyncIterable<Part[]>, ctx: Ctx, request: ChatRequest, extra?: Extra, guard?: Guard): AsyncIterable<string>
   /** The framed final event for a stream whose encoding broke off after it started. */
   failure(error: ErrorPart, ctx: Ctx, request: ChatRequest, extra?: Extra): string
   /** Written after the last event of a stream. */
@@ -32,8 +32,14 @@ const runOf = (request: ChatRequest, extra?: Extra) => ({
 })
 
 /** A resumable run's AG-UI events, a batch per network read, and its final event should encoding break. */
-export function aguiEvents(batches: AsyncIterable<Part[]>, ctx: Ctx, request: ChatRequest, extra?: Extra): AsyncIterable<AguiEvent[]> {
-  return encodeEventBatches(batches, aguiEncoder(ctx, runOf(request, extra)))
+export function aguiEvents(
+  batches: AsyncIterable<Part[]>,
+  ctx: Ctx,
+  request: ChatRequest,
+  extra?: Extra,
+  guard?: Guard,
+): AsyncIterable<AguiEvent[]> {
+  return encodeEventBatches(batches, aguiEncoder(ctx, runOf(request, extra)), guard)
 }
 
 export function aguiFailure(error: ErrorPart, request: ChatRequest, extra?: Extra): AguiEvent {
@@ -48,7 +54,7 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
     case "legacy":
       // Legacy clients warn on every comment line but drop blank lines silently (WIRE.md §2.2).
       return {
-        encode: (batches, ctx, request, extra) => encodeBatches(batches, legacyEncoder(ctx, request.model, extra), frame),
+        encode: (batches, ctx, request, extra, guard) => encodeBatches(batches, legacyEncoder(ctx, request.model, extra), frame, guard),
         failure: (error, ctx, request, extra) => {
           extra?.(error, request.model)
           return frame(legacyError({ id: ctx.newId("chatcmpl"), model: request.model, timestamp: ctx.now() }, error))
@@ -61,7 +67,7 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       // Current clients skip comment lines; NDJSON readers skip blank ones. Never `[DONE]` or
       // `id:` here: the first stops reading, the second turns on resumability (WIRE.md §6.7-8).
       return {
-        encode: (batches, ctx, request, extra) => encodeBatches(batches, aguiEncoder(ctx, runOf(request, extra)), frame),
+        encode: (batches, ctx, request, extra, guard) => encodeBatches(batches, aguiEncoder(ctx, runOf(request, extra)), frame, guard),
         failure: (error, _ctx, request, extra) => frame(aguiError(runOf(request, extra), error)),
         trailer: "",
         heartbeat: sse ? ": ping\n\n" : "\n",
