@@ -213,7 +213,8 @@ async function held(target: Target) {
   while (first < HELD.streams && performance.now() < openBy) await Bun.sleep(50)
   const open = target.rss()
   await Promise.all(streams)
-  await Bun.sleep(1000)
+  // sidechat collects garbage after an idle second; give memory three to come back.
+  await Bun.sleep(3000)
   return { opened: first, finished, perStream: (open - before) / Math.max(1, first), before, after: target.rss() }
 }
 
@@ -332,7 +333,7 @@ if (wanted("held")) console.log(`\nheld: ${HELD.streams} streams, one token, ${H
 for (const target of wanted("held") ? [proxy, sidechat] : []) {
   const result = await held(target)
   console.log(
-    `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB after they closed`,
+    `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB 3 s after they closed`,
   )
 }
 
