@@ -239,6 +239,14 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     const lastId = [...seen.matchAll(/^id: (\S+)$/gm)].at(-1)?.[1] as string
     const resumed = await post(b, runId, { "last-event-id": lastId })
     expect(textOf(dataOf(seen + (await resumed.text())) as { type: string; delta?: string }[])).toBe(ANSWER)
+    // A's subscription came back too: a DELETE on B still reaches the run A streams.
+    const stopId = `back-stop-${crypto.randomUUID()}`
+    const before = fake.seen.length
+    const stopping = (await post(a, stopId)).text()
+    await Bun.sleep(150)
+    expect((await fetch(`${b.url}/chat?runId=${stopId}`, { method: "DELETE", headers: bearer })).status).toBe(204)
+    expect(await Promise.race([fake.seen[before]?.closed.then(() => "closed"), Bun.sleep(2000).then(() => "open")])).toBe("closed")
+    expect((dataOf(await stopping) as { code?: string }[]).at(-1)).toMatchObject({ code: "run_stopped" })
     // Losing Redis was logged as a warning, never as a bug.
     const logged = [...a.stdout, ...a.stderr, ...b.stdout, ...b.stderr].join("\n")
     expect(logged).toContain("lost Redis")

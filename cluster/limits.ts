@@ -57,6 +57,8 @@ export function createSharedLimits(local: LocalAdmit, redis: Redis, limits: Limi
         ]
         answer = (await redis.send("EVAL", args)) as [number, number]
       } catch {
+        // A command that timed out may still have run: give its count back (never below zero).
+        void redis.send("EVAL", [RELEASE, "1", keys[0] as string], 2000).catch(() => {})
         slot.release()
         return local.admit(client)
       }

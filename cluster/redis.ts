@@ -24,33 +24,48 @@ export function createRedis(url: string, logger: Logger, timeoutMs = 250): Redis
   const subscriber = new RedisClient(url, options)
   const channels = new Map<string, (message: string) => void>()
   let connected = false
+  let warned = false
   let closed = false
   let retry: ReturnType<typeof setTimeout> | undefined
   const where = safeUrl(url)
 
-  const connect = async () => {
+  const schedule = () => {
+    if (!closed) retry ??= setTimeout(connect, 1000)
+  }
+  const down = (message: string, error?: unknown) => {
+    connected = false
+    if (!warned)
+      logger.warn(`sidechat: ${message}: runs stay in this process and limits are local until it is back`, { redis: where, error })
+    warned = true
+    schedule()
+  }
+  async function connect() {
     retry = undefined
     try {
-      await client.connect()
-      await subscriber.connect()
-      for (const [channel, listener] of channels) await subscriber.subscribe(channel, listener)
+      if (!client.connected) await client.connect()
+      if (!subscriber.connected) {
+        await subscriber.connect()
+        // Bun keeps a channel's listeners across reconnects: drop them before subscribing again.
+        for (const [channel, listener] of channels) {
+          try {
+            // Throws (synchronously) outside subscriber mode, which a fresh connection is in.
+            await subscriber.unsubscribe(channel)
+          } catch {}
+          await subscriber.subscribe(channel, listener)
+        }
+      }
+      if (!client.connected || !subscriber.connected) throw new Error("a connection dropped while connecting")
       if (!connected) logger.info(`sidechat: Redis at ${where} is up: runs and limits are shared`, { redis: where })
       connected = true
+      warned = false
     } catch (error) {
-      if (connected || retry === undefined)
-        logger.warn(`sidechat: Redis at ${where} is unreachable: runs stay in this process and limits are local until it is back`, {
-          redis: where,
-          error,
-        })
-      connected = false
-      if (!closed) retry = setTimeout(connect, 1000)
+      down(`Redis at ${where} is unreachable`, error)
     }
   }
   const lost = () => {
-    if (closed || !connected) return
-    connected = false
-    logger.warn(`sidechat: lost Redis at ${where}: runs stay in this process and limits are local until it is back`, { redis: where })
-    retry ??= setTimeout(connect, 1000)
+    if (closed) return
+    if (connected) down(`lost Redis at ${where}`)
+    else schedule()
   }
   client.onclose = lost
   subscriber.onclose = lost
@@ -74,12 +89,17 @@ export function createRedis(url: string, logger: Logger, timeoutMs = 250): Redis
     },
     async dedicated() {
       const own = new RedisClient(url, options)
-      await own.connect()
+      try {
+        await own.connect()
+      } catch (error) {
+        own.close()
+        throw error
+      }
       return own
     },
     subscribe(channel, listener) {
       channels.set(channel, listener)
-      if (connected) void subscriber.subscribe(channel, listener).catch(lost)
+      if (subscriber.connected) void subscriber.subscribe(channel, listener).catch(lost)
     },
     close() {
       closed = true

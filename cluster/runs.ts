@@ -53,21 +53,38 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
       if (started === "exists" || !redis.up()) return started
       const { log } = started
       const cap = log.capability
+      const keys = {
+        run: `sidechat:run:${cap}`,
+        log: `sidechat:log:${cap}`,
+        live: `sidechat:live:${cap}`,
+        runId: `sidechat:runid:${owner}:${input.runId}`,
+        thread: `sidechat:thread:${owner}:${input.threadId}`,
+      }
       let mirrored = true
+      let heartbeat: ReturnType<typeof setInterval> | undefined
+      // A mirror that failed once is given up: readers elsewhere learn the run is gone (no `live`
+      // key) instead of waiting on a log that stopped.
       const fail = (error: unknown) => {
         if (!mirrored) return
         mirrored = false
+        clearInterval(heartbeat)
+        void write("DEL", [keys.live]).catch(() => {})
         logger.warn("sidechat: a run's Redis mirror failed; it can be resumed on this instance only", { runId: log.runId, error })
       }
-      const alive = () => write("SET", [`sidechat:live:${cap}`, "1", "EX", String(LIVE_SECONDS)]).catch(fail)
+      // Every key lives while the run does (refreshed with the `live` key) and for the TTL after it.
+      const alive = () =>
+        Promise.all([
+          write("SET", [keys.live, "1", "EX", String(LIVE_SECONDS)]),
+          ...[keys.run, keys.log, keys.runId, keys.thread].map((key) => write("EXPIRE", [key, ttl])),
+        ]).catch(fail)
       void Promise.all([
-        write("HSET", [`sidechat:run:${cap}`, "runId", input.runId, "threadId", input.threadId, "owner", owner]),
-        write("EXPIRE", [`sidechat:run:${cap}`, ttl]),
-        write("SET", [`sidechat:runid:${owner}:${input.runId}`, cap, "EX", ttl]),
-        write("SET", [`sidechat:thread:${owner}:${input.threadId}`, JSON.stringify(local.thread(owner, input.threadId)), "EX", ttl]),
-        alive(),
-      ]).catch(fail)
-      const heartbeat = setInterval(alive, (LIVE_SECONDS * 1000) / 3)
+        write("HSET", [keys.run, "runId", input.runId, "threadId", input.threadId, "owner", owner]),
+        write("SET", [keys.runId, cap, "EX", ttl]),
+        write("SET", [keys.thread, JSON.stringify({ ...local.thread(owner, input.threadId), at: Date.now() }), "EX", ttl]),
+      ])
+        .then(alive)
+        .catch(fail)
+      heartbeat = setInterval(alive, (LIVE_SECONDS * 1000) / 3)
       return {
         log,
         record(events) {
@@ -75,13 +92,12 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
           started.record(events)
           if (!mirrored || !events.length) return
           const fields = ["f", String(seq), ...events.flatMap((json) => ["e", json])]
-          write("XADD", [`sidechat:log:${cap}`, "MAXLEN", "~", maxEntries, `0-${seq + events.length}`, ...fields]).catch(fail)
+          write("XADD", [keys.log, "MAXLEN", "~", maxEntries, `0-${seq + events.length}`, ...fields]).catch(fail)
         },
         discard() {
           started.discard()
           clearInterval(heartbeat)
-          const keys = [`sidechat:run:${cap}`, `sidechat:runid:${owner}:${input.runId}`, `sidechat:live:${cap}`, `sidechat:log:${cap}`]
-          void write("DEL", keys).catch(() => {})
+          void write("DEL", [keys.run, keys.runId, keys.live, keys.log]).catch(() => {})
         },
         end() {
           started.end()
@@ -89,17 +105,22 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
           if (!mirrored) return
           const thread = local.thread(owner, input.threadId)
           void Promise.all([
-            write("XADD", [`sidechat:log:${cap}`, `0-${log.nextSeq() + 1}`, "end", "1"]),
-            write("EXPIRE", [`sidechat:log:${cap}`, ttl]),
-            write("SET", [`sidechat:thread:${owner}:${input.threadId}`, JSON.stringify(thread), "EX", ttl]),
-            write("DEL", [`sidechat:live:${cap}`]),
+            write("XADD", [keys.log, `0-${log.nextSeq() + 1}`, "end", "1"]),
+            write("EXPIRE", [keys.log, ttl]),
+            write("SET", [keys.thread, JSON.stringify({ ...thread, at: Date.now() }), "EX", ttl]),
+            write("DEL", [keys.live]),
           ]).catch(fail)
         },
       }
     },
     control(log, stop) {
       // Readers on other instances count too: the grace period only ends a run nobody reads anywhere.
-      local.control(log, stop, async () => redis.up() && Number(await redis.send("GET", [`sidechat:readers:${log.capability}`])) > 0)
+      local.control(
+        log,
+        stop,
+        async () =>
+          redis.up() && Number(await redis.send("ZCOUNT", [`sidechat:readers:${log.capability}`, String(Date.now()), "+inf"])) > 0,
+      )
     },
     async find(owner, runId) {
       const here = await local.find(owner, runId)
@@ -119,13 +140,15 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
     },
     async thread(owner, threadId) {
       const here = await local.thread(owner, threadId)
-      if (here || !redis.up()) return here
+      if (!redis.up()) return here
       const json = (await redis.send("GET", [`sidechat:thread:${owner}:${threadId}`]).catch(() => null)) as string | null
-      if (!json) return undefined
-      const thread = JSON.parse(json) as { messages: UIMessage[]; activeRun?: string }
+      if (!json) return here
+      const thread = JSON.parse(json) as { messages: UIMessage[]; activeRun?: string; at?: number }
+      // The newer of the two: a later run of the thread may have happened on another instance.
+      if (here && (here.at ?? 0) >= (thread.at ?? 0)) return here
       const live = thread.activeRun && (await redis.send("GET", [`sidechat:runid:${owner}:${thread.activeRun}`]).catch(() => null))
       const running = live && (await redis.send("EXISTS", [`sidechat:live:${live}`]).catch(() => 0))
-      return { messages: thread.messages, activeRun: running ? thread.activeRun : undefined }
+      return { messages: thread.messages, activeRun: running ? thread.activeRun : undefined, at: thread.at }
     },
     stats: local.stats,
   }
@@ -152,22 +175,33 @@ function remoteLog(meta: { capability: string; runId: string; threadId: string; 
       const connection = await redis.dedicated()
       const close = () => connection.close()
       signal.addEventListener("abort", close, { once: true })
-      await redis.send("INCR", [readers]).catch(() => {})
+      // This reader, in a set scored by when it lapses: a crashed instance's readers lapse by themselves.
+      const me = crypto.randomUUID()
+      const present = () =>
+        Promise.all([redis.send("ZADD", [readers, String(Date.now() + 20_000), me]), redis.send("EXPIRE", [readers, "60"])]).catch(() => {})
       // An entry's ID is its last event's seq + 1: the first entry past the cursor holds after + 1.
       let cursor = `0-${after + 1}`
+      let next = after + 1
       try {
+        if (signal.aborted) return
+        await present()
         for (;;) {
-          const answer = (await connection.send("XREAD", ["COUNT", "512", "BLOCK", "5000", "STREAMS", key, cursor])) as Record<
-            string,
-            Entry[]
-          > | null
+          const answer = (await withTimeout(
+            connection.send("XREAD", ["COUNT", "512", "BLOCK", "5000", "STREAMS", key, cursor]),
+            8000,
+          )) as Record<string, Entry[]> | null
           if (signal.aborted) return
+          void present()
           const entries = answer?.[key] ?? []
           if (!entries.length) {
-            void redis.send("EXPIRE", [readers, "60"]).catch(() => {})
             // The producing instance is gone and the run never ended: say so, once, and stop.
             if (!(await redis.send("EXISTS", [`sidechat:live:${meta.capability}`]).catch(() => 1))) {
-              yield [{ seq: Number.MAX_SAFE_INTEGER, json: JSON.stringify(lostRun(meta)) }]
+              yield [
+                {
+                  seq: next,
+                  json: JSON.stringify(endedBy(meta, "run_abandoned", "the instance streaming this run stopped before it ended")),
+                },
+              ]
               return
             }
             continue
@@ -182,27 +216,46 @@ function remoteLog(meta: { capability: string; runId: string; threadId: string; 
             const first = Number(fields[1])
             for (let i = 3; i < fields.length; i += 2) {
               const seq = first + (i - 3) / 2
-              if (seq > after) batch.push({ seq, json: fields[i] as string })
+              if (seq < next) continue
+              // Trimmed (MAXLEN) past what this reader needs next: no silent gap.
+              if (seq > next) {
+                yield [
+                  ...batch,
+                  { seq: next, json: JSON.stringify(endedBy(meta, "run_truncated", "this run's log was trimmed past this reader")) },
+                ]
+                return
+              }
+              batch.push({ seq, json: fields[i] as string })
+              next = seq + 1
             }
           }
-          yield batch
+          if (batch.length) yield batch
         }
       } catch (error) {
         if (!signal.aborted) throw error
       } finally {
         signal.removeEventListener("abort", close)
         connection.close()
-        await redis.send("DECR", [readers]).catch(() => {})
+        await redis.send("ZREM", [readers, me]).catch(() => {})
       }
     },
   }
 }
 
-function lostRun(meta: { threadId: string; runId: string }) {
+/** Rejects when `promise` has not settled within `ms` (a stalled Redis must not hold a reader forever). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+}
+
+function endedBy(meta: { threadId: string; runId: string }, code: string, message: string) {
   return {
     type: "RUN_ERROR",
-    message: "the instance streaming this run stopped before it ended",
-    code: "run_abandoned",
+    message,
+    code,
     metadata: { tanstack: { threadId: meta.threadId, runId: meta.runId } },
   }
 }

@@ -39,7 +39,8 @@ export type Runs = {
   byCapability(capability: string): Maybe<RunLog>
   /** DELETE: ends a live run at once; false when there is no such run of this owner. */
   stop(owner: string, runId: string): boolean | Promise<boolean>
-  thread(owner: string, threadId: string): Maybe<{ messages: UIMessage[]; activeRun: string | undefined }>
+  /** `at`: when the thread last changed, so two copies (instances) can be told apart. */
+  thread(owner: string, threadId: string): Maybe<{ messages: UIMessage[]; activeRun: string | undefined; at?: number }>
   /** Runs held right now, and their bytes (metrics, /ready). */
   stats(): { runs: number; live: number; bytes: number }
 }
@@ -126,16 +127,23 @@ export function createRuns(config: RunsConfig): Runs {
       if (entry?.log !== log) return
       entry.stop = stop
       // Until a reader attaches, and whenever the last one leaves, the grace period runs.
-      const abandon = (): ReturnType<typeof setTimeout> =>
-        setTimeout(async () => {
+      let readers = 0
+      const abandon = (): ReturnType<typeof setTimeout> => {
+        const timer = setTimeout(async () => {
           if (log.ended()) return
-          if (readElsewhere && (await readElsewhere().catch(() => false))) entry.timer = abandon()
+          const elsewhere = readElsewhere ? await readElsewhere().catch(() => false) : false
+          // A reader may have come (or this timer been replaced) while Redis was asked.
+          if (entry.timer !== timer || readers > 0 || log.ended()) return
+          if (elsewhere) entry.timer = abandon()
           else stop("abandoned")
         }, config.graceMs)
+        return timer
+      }
       entry.timer = abandon()
-      log.onReaders((readers) => {
+      log.onReaders((count) => {
+        readers = count
         clearTimeout(entry.timer)
-        entry.timer = readers === 0 && !log.ended() ? abandon() : undefined
+        entry.timer = count === 0 && !log.ended() ? abandon() : undefined
       })
     },
     find: (owner, runId) => runs.get(keyOf(owner, runId))?.log,
@@ -155,7 +163,7 @@ export function createRuns(config: RunsConfig): Runs {
       const active = thread.activeRun && runs.get(keyOf(owner, thread.activeRun))
       if (thread.activeRun && (!active || active.log.ended())) thread.activeRun = undefined
       const answered = thread.answer?.parts.length ? [thread.answer] : []
-      return { messages: [...thread.messages, ...answered], activeRun: thread.activeRun }
+      return { messages: [...thread.messages, ...answered], activeRun: thread.activeRun, at: thread.touched }
     },
     stats() {
       let live = 0
