@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { ChatClient, fetchServerSentEvents } from "@tanstack/ai-client"
 import { cuttingProxy } from "./fixtures/cutting-proxy"
-import { type FakeProvider, startFakeProvider } from "./fixtures/fake-provider"
+import { type FakeProvider, pacedTranscript, startFakeProvider } from "./fixtures/fake-provider"
 import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
 import { dataOf, TEST_KEYS } from "./fixtures/sidechat"
 
@@ -12,8 +12,6 @@ const REDIS = Bun.which("redis-server", { PATH: `${process.env.PATH}:/usr/sbin:/
 if (!REDIS) console.warn("cluster.test.ts: SKIPPED: redis-server is not installed (apt-get install redis-server)")
 
 const TOKEN = "cluster-token-0123456789ab"
-const TEXT = await Bun.file(new URL("fixtures/anthropic-text.sse", import.meta.url)).text()
-const EVENTS = TEXT.split("\n\n").filter(Boolean)
 const ANSWER = "Grüße aus 東京 👋🏽 — naïve café."
 
 let redis: { port: number; stop: () => Promise<void>; start: () => Promise<void> }
@@ -64,21 +62,7 @@ const env = (extra: Record<string, string> = {}) => ({
 beforeAll(async () => {
   if (!REDIS) return
   fake = startFakeProvider()
-  fake.respond(() => {
-    const encoder = new TextEncoder()
-    return new Response(
-      new ReadableStream({
-        async start(controller) {
-          for (const event of EVENTS) {
-            controller.enqueue(encoder.encode(`${event}\n\n`))
-            await Bun.sleep(80)
-          }
-          controller.close()
-        },
-      }),
-      { headers: { "content-type": "text/event-stream" } },
-    )
-  })
+  fake.respond(() => pacedTranscript("anthropic-text", 80))
   redis = await startRedis()
   ;[a, b] = await Promise.all([spawnSidechat(env()), spawnSidechat(env())])
   await Promise.all([a, b].map((server) => redisUp(server, true)))

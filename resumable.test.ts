@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { ChatClient, fetchHttpStream, fetchServerSentEvents } from "@tanstack/ai-client"
 import { cuttingProxy } from "./fixtures/cutting-proxy"
-import { type FakeProvider, startFakeProvider } from "./fixtures/fake-provider"
+import { type FakeProvider, pacedTranscript, startFakeProvider } from "./fixtures/fake-provider"
 import { dataOf, type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
 
 const TOKEN = "resumable-token-0123456789"
@@ -19,22 +19,7 @@ let fake: FakeProvider
 let sidechat: Sidechat
 beforeAll(() => {
   fake = startFakeProvider()
-  // Each event 60 ms after the last: long enough to cut, join or leave in the middle of an answer.
-  fake.respond(() => {
-    const encoder = new TextEncoder()
-    return new Response(
-      new ReadableStream({
-        async start(controller) {
-          for (const event of EVENTS) {
-            controller.enqueue(encoder.encode(`${event}\n\n`))
-            await Bun.sleep(60)
-          }
-          controller.close()
-        },
-      }),
-      { headers: { "content-type": "text/event-stream" } },
-    )
-  })
+  fake.respond(() => pacedTranscript("anthropic-text", 60))
   sidechat = startSidechat({
     ...TEST_KEYS,
     ANTHROPIC_BASE_URL: fake.url,

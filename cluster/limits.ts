@@ -3,7 +3,7 @@
 // total cap (MAX_STREAMS) protects each process and stays local. While Redis is down or slow,
 // every instance decides alone, as without Redis.
 import type { Limits } from "../config"
-import { type Admission, type Admit, type LocalAdmit, refuse } from "../edge/limits"
+import { type Admission, type Admit, admitted, type LocalAdmit, refuse } from "../edge/limits"
 import type { Redis } from "./redis"
 
 /**
@@ -81,16 +81,10 @@ export function createSharedLimits(local: LocalAdmit, redis: Redis, limits: Limi
           value,
         )
       }
-      let released = false
-      return {
-        ok: true,
-        release() {
-          if (released) return
-          released = true
-          slot.release()
-          void redis.send("EVAL", [RELEASE, "1", keys[0] as string]).catch(() => {})
-        },
-      }
+      return admitted(() => {
+        slot.release()
+        void redis.send("EVAL", [RELEASE, "1", keys[0] as string]).catch(() => {})
+      })
     },
   }
 }

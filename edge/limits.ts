@@ -59,15 +59,7 @@ export function createLimits(limits: Limits, now: () => number = performance.now
       if (total >= limits.maxStreams)
         return refuse(503, "server_busy", `this server is at its limit of ${limits.maxStreams} open streams (MAX_STREAMS)`, 1)
       total++
-      let released = false
-      return {
-        ok: true,
-        release() {
-          if (released) return
-          released = true
-          total--
-        },
-      }
+      return admitted(() => total--)
     },
     admit(client) {
       const mine = open.get(client) ?? 0
@@ -80,18 +72,25 @@ export function createLimits(limits: Limits, now: () => number = performance.now
         return refuse(429, "too_many_requests", `request rate over ${limits.ratePerMinute} per minute (RATE_LIMIT_PER_MINUTE)`, wait)
       open.set(client, mine + 1)
       total++
-      let released = false
-      return {
-        ok: true,
-        release() {
-          if (released) return
-          released = true
-          total--
-          const left = (open.get(client) ?? 1) - 1
-          if (left) open.set(client, left)
-          else open.delete(client)
-        },
-      }
+      return admitted(() => {
+        total--
+        const left = (open.get(client) ?? 1) - 1
+        if (left) open.set(client, left)
+        else open.delete(client)
+      })
+    },
+  }
+}
+
+/** An admission whose `release` gives the slot back once, however often it is called. */
+export function admitted(giveBack: () => void): Admission {
+  let released = false
+  return {
+    ok: true,
+    release() {
+      if (released) return
+      released = true
+      giveBack()
     },
   }
 }
