@@ -110,12 +110,13 @@ describe("config", () => {
     expect(fallback.value.authTokens).toEqual(["one-0123456789abcdef", "two-0123456789abcdef"])
   })
 
-  test("env.example parses as it stands, and names every setting config.ts reads", async () => {
+  test("env.example parses as it stands, and names every setting config/ reads", async () => {
     const example = await Bun.file(new URL("env.example", import.meta.url)).text()
     const env = Object.fromEntries([...example.matchAll(/^([A-Z_]+)=(.*)$/gm)].map((m) => [m[1], m[2]]))
     const parsed = parseConfig(env)
     expect(parsed.ok ? [] : parsed.problems).toEqual([])
-    const source = await Bun.file(new URL("config.ts", import.meta.url)).text()
+    const files = ["index.ts", "settings.ts", "helpers.ts"].map((name) => Bun.file(new URL(`config/${name}`, import.meta.url)).text())
+    const source = (await Promise.all(files)).join("\n")
     const read = [...source.matchAll(/(?:str|int|num|list|key|oneOf)\("([A-Z_]+)"/g)].map((m) => m[1] as string)
     expect(read.length).toBeGreaterThan(30)
     expect(read.filter((name) => !example.includes(name))).toEqual([])
