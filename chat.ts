@@ -149,12 +149,14 @@ export function createChat(deps: ChatDeps): Chat {
         threadId: chatRequest.threadId ?? "",
         messages: ((body.value as { messages?: unknown[] }).messages ?? []) as unknown[],
       })
-      if (started === "exists") {
+      // Another instance may have started the same run a moment ago (RESUMABLE=redis): read that one.
+      if (started !== "exists" && !(await started.claim())) started.discard()
+      else if (started !== "exists") reserved = started
+      if (!reserved) {
         const log = await runs.find(ownership.owner, chatRequest.runId ?? "")
         if (log) return reread(log, -1, request, transport.value === "sse", trail, ownership.cookie)
         return refuse({ status: 409, code: "run_exists", message: `run ${JSON.stringify(chatRequest.runId)} is starting; try again` })
       }
-      reserved = started
     }
 
     const key = ownKey(request, chatRequest.provider)

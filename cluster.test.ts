@@ -191,6 +191,18 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     expect(hydrated.activeRun).toBeNull()
   })
 
+  test("the same POST on A and B at once: one provider call, and both read the one run", async () => {
+    const runId = `both-${crypto.randomUUID()}`
+    const before = fake.seen.length
+    const [fromA, fromB] = await Promise.all([post(a, runId), post(b, runId)])
+    for (const text of await Promise.all([fromA.text(), fromB.text()])) {
+      const events = dataOf(text) as { type: string; delta?: string }[]
+      expect(events.at(-1)?.type).toBe("RUN_FINISHED")
+      expect(textOf(events)).toBe(ANSWER)
+    }
+    expect(fake.seen.length - before).toBe(1)
+  })
+
   test("DELETE on B stops the run A is streaming", async () => {
     const runId = `stop-${crypto.randomUUID()}`
     const before = fake.seen.length

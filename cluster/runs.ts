@@ -19,6 +19,13 @@ import type { Logger } from "../observe/log"
 import type { Redis } from "./redis"
 
 const LIVE_SECONDS = 15
+/** Takes a runId for one instance and writes the run's meta with it, so whoever finds the id finds the run. */
+const CLAIM = `
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'runId', ARGV[3], 'threadId', ARGV[4], 'owner', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+`
 type Entry = [string, string[]]
 
 export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger, "warn">): Runs {
@@ -61,6 +68,7 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
         thread: `sidechat:thread:${owner}:${input.threadId}`,
       }
       let mirrored = true
+      let claimed = false
       let heartbeat: ReturnType<typeof setInterval> | undefined
       // A mirror that failed once is given up: readers elsewhere learn the run is gone (no `live`
       // key) instead of waiting on a log that stopped.
@@ -77,16 +85,25 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
           write("SET", [keys.live, "1", "EX", String(LIVE_SECONDS)]),
           ...[keys.run, keys.log, keys.runId, keys.thread].map((key) => write("EXPIRE", [key, ttl])),
         ]).catch(fail)
-      void Promise.all([
-        write("HSET", [keys.run, "runId", input.runId, "threadId", input.threadId, "owner", owner]),
-        write("SET", [keys.runId, cap, "EX", ttl]),
-        write("SET", [keys.thread, JSON.stringify({ ...local.thread(owner, input.threadId), at: Date.now() }), "EX", ttl]),
-      ])
-        .then(alive)
-        .catch(fail)
-      heartbeat = setInterval(alive, (LIVE_SECONDS * 1000) / 3)
+      const mirror = () => {
+        write("SET", [keys.thread, JSON.stringify({ ...local.thread(owner, input.threadId), at: Date.now() }), "EX", ttl])
+          .then(alive)
+          .catch(fail)
+        heartbeat = setInterval(alive, (LIVE_SECONDS * 1000) / 3)
+      }
       return {
         log,
+        /** The runId is taken with SET NX: of two instances starting the same run, one wins. */
+        async claim() {
+          const args = [CLAIM, "2", keys.runId, keys.run, cap, ttl, input.runId, input.threadId, owner]
+          const taken = await redis.send("EVAL", args).then(
+            (answer) => answer === 1,
+            (error) => (fail(error), true),
+          )
+          claimed = taken
+          if (taken && mirrored) mirror()
+          return taken
+        },
         record(events) {
           const seq = log.nextSeq()
           started.record(events)
@@ -97,7 +114,7 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
         discard() {
           started.discard()
           clearInterval(heartbeat)
-          void write("DEL", [keys.run, keys.runId, keys.live, keys.log]).catch(() => {})
+          if (claimed) void write("DEL", [keys.run, keys.runId, keys.live, keys.log]).catch(() => {})
         },
         end() {
           started.end()

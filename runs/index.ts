@@ -21,6 +21,8 @@ export type Started = {
   end: () => void
   /** The request was refused before the run began: it is forgotten. */
   discard: () => void
+  /** Whether this run is the only one of its id across instances (always, without Redis). */
+  claim: () => Promise<boolean>
 }
 type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void; timer?: ReturnType<typeof setTimeout> }
 type Thread = { messages: UIMessage[]; answer?: UIMessage; activeRun?: string; touched: number }
@@ -114,6 +116,7 @@ export function createRuns(config: RunsConfig): Runs {
           if (thread.activeRun === input.runId) thread.activeRun = undefined
           thread.touched = Date.now()
         },
+        claim: async () => true,
         discard() {
           clearTimeout(runs.get(key)?.timer)
           drop(key)
