@@ -4,7 +4,7 @@ import { toolDefinition } from "@tanstack/ai"
 import { ChatClient, fetchHttpStream, fetchServerSentEvents } from "@tanstack/ai-client"
 import { z } from "zod"
 import { type FakeProvider, startFakeProvider, transcript } from "./fixtures/fake-provider"
-import { type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
+import { answerOf, type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
 
 let fake: FakeProvider
 let sidechat: Sidechat
@@ -23,14 +23,6 @@ afterAll(() => {
 
 type Part = { type: string; content?: string; signature?: string; name?: string; state?: string; output?: unknown }
 const lastParts = (client: ChatClient) => (client.getMessages().at(-1)?.parts ?? []) as Part[]
-const textOf = (client: ChatClient) =>
-  client
-    .getMessages()
-    .filter((m) => m.role === "assistant")
-    .flatMap((m) => m.parts as Part[])
-    .filter((p) => p.type === "text")
-    .map((p) => p.content)
-    .join("")
 
 /** A client tool the way apps declare one: a definition with a zod schema, then `.client()`. */
 const tool = (name: string, run: () => unknown, ran: string[]) =>
@@ -53,7 +45,7 @@ describe("@tanstack/ai-client 0.33.2", () => {
       })
       await client.sendMessage("Grüß mich")
       expect(errors).toEqual([])
-      expect(textOf(client)).toBe("Grüße aus 東京 👋🏽 — naïve café.")
+      expect(answerOf(client)).toBe("Grüße aus 東京 👋🏽 — naïve café.")
       expect(fake.seen.at(-1)?.path).toBe(provider === "openai" ? "/v1/chat/completions" : "/v1/messages")
     })
 
@@ -76,7 +68,7 @@ describe("@tanstack/ai-client 0.33.2", () => {
       const followUp = JSON.stringify(fake.seen[before + 1]?.body)
       expect(followUp).toContain("Oslo")
       expect(followUp).toContain("12:00")
-      expect(textOf(client)).toContain("Grüße aus 東京")
+      expect(answerOf(client)).toContain("Grüße aus 東京")
     })
   }
 
@@ -132,7 +124,7 @@ describe("@tanstack/ai-client 0.33.2", () => {
     const client = new ChatClient({ connection: fetchServerSentEvents(`${sidechat.url}/chat`), onError: (e) => errors.push(e) })
     await client.sendMessage("hi")
     expect(errors.map((e) => e.message)).toEqual(["Anthropic is overloaded right now; please try again in a moment"])
-    expect(textOf(client)).toBe("Partial answer")
+    expect(answerOf(client)).toBe("Partial answer")
     expect(client.getStatus()).toBe("error")
   })
 
@@ -151,14 +143,14 @@ describe("@tanstack/ai-client 0.33.2", () => {
     expect(sidechat.log.at(-1)).toMatch(/^POST \/chat 200 agui anthropic\/\S+ error provider_overloaded \d+ms$/)
     fake.respond(() => transcript("openai-text"))
     await client.sendMessage("again", { provider: "openai" })
-    expect(textOf(client)).toBe("Grüße aus 東京 👋🏽 — naïve café.")
+    expect(answerOf(client)).toBe("Grüße aus 東京 👋🏽 — naïve café.")
   })
 
   test("NDJSON through fetchHttpStream renders the same", async () => {
     fake.respond(() => transcript("anthropic-text"))
     const client = new ChatClient({ connection: fetchHttpStream(`${sidechat.url}/chat?transport=ndjson`) })
     await client.sendMessage("hi")
-    expect(textOf(client)).toBe("Grüße aus 東京 👋🏽 — naïve café.")
+    expect(answerOf(client)).toBe("Grüße aus 東京 👋🏽 — naïve café.")
   })
 
   test("the mock provider serves text, tools and thinking with no key", async () => {
@@ -168,9 +160,9 @@ describe("@tanstack/ai-client 0.33.2", () => {
       tools: [tool("getWeather", () => ({ tempC: 21 }), ran)],
     })
     await client.sendMessage("Ask getWeather please")
-    await settle(() => textOf(client).includes("The tools answered"))
+    await settle(() => answerOf(client).includes("The tools answered"))
     expect(ran).toEqual(["getWeather"])
-    expect(textOf(client)).toContain('The tools answered: {"tempC":21}')
+    expect(answerOf(client)).toContain('The tools answered: {"tempC":21}')
     await client.sendMessage("think first")
     expect(lastParts(client).find((p) => p.type === "thinking")?.signature).toBe("mock-signature-3")
   })
@@ -179,7 +171,7 @@ describe("@tanstack/ai-client 0.33.2", () => {
     const errors: Error[] = []
     const client = new ChatClient({ connection: fetchServerSentEvents(`${mocked.url}/chat`), onError: (e) => errors.push(e) })
     await client.sendMessage("show me an error")
-    expect(textOf(client)).toStartWith("Here is the start of an answer")
+    expect(answerOf(client)).toStartWith("Here is the start of an answer")
     await client.sendMessage("overload now")
     expect(errors.map((e) => e.message)).toEqual([
       "mock is overloaded right now; please try again in a moment",

@@ -6,7 +6,7 @@ import { ChatClient, fetchServerSentEvents } from "@tanstack/ai-client"
 import { cuttingProxy } from "./fixtures/cutting-proxy"
 import { type FakeProvider, pacedTranscript, startFakeProvider } from "./fixtures/fake-provider"
 import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
-import { dataOf, TEST_KEYS } from "./fixtures/sidechat"
+import { answerOf, dataOf, deltasOf, readUntil, TEST_KEYS } from "./fixtures/sidechat"
 
 const REDIS = Bun.which("redis-server", { PATH: `${process.env.PATH}:/usr/sbin:/usr/bin` })
 if (!REDIS) console.warn("cluster.test.ts: SKIPPED: redis-server is not installed (apt-get install redis-server)")
@@ -83,11 +83,6 @@ const post = (server: SidechatProcess, runId: string, headers: Record<string, st
     body: body(runId),
     signal,
   })
-const textOf = (events: { type: string; delta?: string }[]) =>
-  events
-    .filter((e) => e.type === "TEXT_MESSAGE_CONTENT")
-    .map((e) => e.delta)
-    .join("")
 
 /** Waits until the instance's /ready says Redis is up (or down). */
 async function redisUp(server: SidechatProcess, up: boolean) {
@@ -97,14 +92,6 @@ async function redisUp(server: SidechatProcess, up: boolean) {
     await Bun.sleep(100)
   }
   throw new Error(`Redis never became ${up ? "up" : "down"} on ${server.url}`)
-}
-
-/** Reads a started stream until it has carried `deltas` text deltas; returns what it read. */
-async function readUntil(response: Response, deltas: number): Promise<string> {
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader()
-  let text = ""
-  while (text.split("TEXT_MESSAGE_CONTENT").length <= deltas) text += new TextDecoder().decode((await reader.read()).value)
-  return text.slice(0, text.lastIndexOf("\n\n") + 2)
 }
 
 describe.skipIf(!REDIS)("two instances and one Redis", () => {
@@ -119,7 +106,7 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     expect(resumed.status).toBe(200)
     const events = dataOf(seen + (await resumed.text())) as { type: string; delta?: string }[]
     expect(events.at(-1)?.type).toBe("RUN_FINISHED")
-    expect(textOf(events)).toBe(ANSWER)
+    expect(deltasOf(events)).toBe(ANSWER)
     expect(fake.seen.length - before).toBe(1)
   })
 
@@ -142,15 +129,7 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
       // B served the reconnect: its log has the resumed read.
       await Bun.sleep(100)
       expect(b.requests().some((record) => record.resumed === true)).toBe(true)
-      const text = (c: ChatClient) =>
-        c
-          .getMessages()
-          .filter((m) => m.role === "assistant")
-          .flatMap((m) => m.parts as { type: string; content?: string }[])
-          .filter((p) => p.type === "text")
-          .map((p) => p.content)
-          .join("")
-      expect(text(client)).toBe(ANSWER)
+      expect(answerOf(client)).toBe(ANSWER)
       expect(fake.seen.length - before).toBe(1)
 
       // A reload that lands on B hydrates the thread A streamed.
@@ -163,7 +142,7 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
       reloaded.attach()
       for (let i = 0; i < 100 && reloaded.getMessages().length < 2; i++) await Bun.sleep(50)
       expect(reloaded.getMessages().map((m) => m.role)).toEqual(["user", "assistant"])
-      expect(text(reloaded)).toBe(ANSWER)
+      expect(answerOf(reloaded)).toBe(ANSWER)
     } finally {
       balancer.stop()
     }
@@ -179,7 +158,7 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     await first
     expect(chunks[0]?.type).toBe("RUN_STARTED")
     expect(chunks.at(-1)?.type).toBe("RUN_FINISHED")
-    expect(textOf(chunks)).toBe(ANSWER)
+    expect(deltasOf(chunks)).toBe(ANSWER)
     await Bun.sleep(100)
     const thread = await fetch(`${b.url}/chat?threadId=thread-${runId}`, { headers: { ...bearer, accept: "application/json" } })
     const hydrated = (await thread.json()) as {
@@ -198,7 +177,7 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     for (const text of await Promise.all([fromA.text(), fromB.text()])) {
       const events = dataOf(text) as { type: string; delta?: string }[]
       expect(events.at(-1)?.type).toBe("RUN_FINISHED")
-      expect(textOf(events)).toBe(ANSWER)
+      expect(deltasOf(events)).toBe(ANSWER)
     }
     expect(fake.seen.length - before).toBe(1)
   })
@@ -234,7 +213,7 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     controller.abort()
     const lastId = [...seen.matchAll(/^id: (\S+)$/gm)].at(-1)?.[1] as string
     const resumed = await post(b, runId, { "last-event-id": lastId })
-    expect(textOf(dataOf(seen + (await resumed.text())) as { type: string; delta?: string }[])).toBe(ANSWER)
+    expect(deltasOf(dataOf(seen + (await resumed.text())) as { type: string; delta?: string }[])).toBe(ANSWER)
     // A's subscription came back too: a DELETE on B still reaches the run A streams.
     const stopId = `back-stop-${crypto.randomUUID()}`
     const before = fake.seen.length

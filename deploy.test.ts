@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { parseConfig } from "./config"
 import { type FakeProvider, type Seen, startFakeProvider } from "./fixtures/fake-provider"
 import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
-import { dataOf, TEST_KEYS } from "./fixtures/sidechat"
+import { dataOf, readUntil, TEST_KEYS } from "./fixtures/sidechat"
 
 const which = (name: string) => Bun.which(name, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }) ?? undefined
 const SILENCE_MS = 15_000
@@ -184,10 +184,7 @@ for (const proxy of PROXIES) {
     test(`a client that hangs up mid-stream closes the provider request (within ${proxy.hangUpMs / 1000} s)`, async () => {
       const before = fake.seen.length
       const controller = new AbortController()
-      const response = await chat("forever", {}, controller.signal)
-      const reader = (response.body as ReadableStream<Uint8Array>).getReader()
-      let text = ""
-      while (!text.includes("TEXT_MESSAGE_CONTENT")) text += new TextDecoder().decode((await reader.read()).value)
+      await readUntil(await chat("forever", {}, controller.signal), 1)
       controller.abort()
       const closed = fake.seen[before]?.closed
       const late = Bun.sleep(proxy.hangUpMs).then(() => "still open")

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { ChatClient, fetchHttpStream, fetchServerSentEvents } from "@tanstack/ai-client"
 import { cuttingProxy } from "./fixtures/cutting-proxy"
 import { type FakeProvider, pacedTranscript, startFakeProvider } from "./fixtures/fake-provider"
-import { dataOf, type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
+import { answerOf, dataOf, deltasOf, readUntil, type Sidechat, settle, startSidechat, TEST_KEYS } from "./fixtures/sidechat"
 
 const TOKEN = "resumable-token-0123456789"
 const OTHER = "someone-else-0123456789ab"
@@ -34,14 +34,6 @@ afterAll(() => {
 })
 
 const bearer = (token = TOKEN) => ({ authorization: `Bearer ${token}` })
-const textOf = (client: ChatClient) =>
-  client
-    .getMessages()
-    .filter((m) => m.role === "assistant")
-    .flatMap((m) => m.parts as { type: string; content?: string }[])
-    .filter((p) => p.type === "text")
-    .map((p) => p.content)
-    .join("")
 const body = (runId: string, content = "Grüß mich") =>
   JSON.stringify({ threadId: `thread-${runId}`, runId, messages: [{ id: `u-${runId}`, role: "user", content }], tools: [], context: [] })
 const post = (runId: string, headers: Record<string, string> = {}, signal?: AbortSignal) =>
@@ -66,7 +58,7 @@ describe("resumable runs with @tanstack/ai-client 0.33.2", () => {
       await client.sendMessage("Grüß mich")
       await settle(() => !client.getIsLoading())
       expect(errors).toEqual([])
-      expect(textOf(client)).toBe(ANSWER)
+      expect(answerOf(client)).toBe(ANSWER)
       expect(fake.seen.length - before).toBe(1)
       const reads = sidechat.outcomes.filter((outcome) => outcome.route === "/chat").slice(-2)
       expect(reads.map((outcome) => Boolean(outcome.resumed))).toContain(true)
@@ -93,9 +85,8 @@ describe("resumable runs with @tanstack/ai-client 0.33.2", () => {
     await sent
     expect(chunks[0]?.type).toBe("RUN_STARTED")
     expect(chunks.at(-1)?.type).toBe("RUN_FINISHED")
-    const joined = chunks.filter((c) => c.type === "TEXT_MESSAGE_CONTENT").map((c) => c.delta)
-    expect(joined.join("")).toBe(ANSWER)
-    expect(textOf(first)).toBe(ANSWER)
+    expect(deltasOf(chunks)).toBe(ANSWER)
+    expect(answerOf(first)).toBe(ANSWER)
 
     // Another token's holder cannot join it, and is not told whether it exists.
     const stranger = await fetch(`${sidechat.url}/chat?offset=-1&runId=${runId}`, { headers: bearer(OTHER) })
@@ -123,7 +114,7 @@ describe("resumable runs with @tanstack/ai-client 0.33.2", () => {
     const messages = reloaded.getMessages()
     expect(messages.map((m) => m.role)).toEqual(["user", "assistant"])
     expect(messages[0]?.parts).toEqual([{ type: "text", content: "Grüß mich" }])
-    expect(textOf(reloaded)).toBe(ANSWER)
+    expect(answerOf(reloaded)).toBe(ANSWER)
 
     const stranger = await fetch(`${sidechat.url}/chat?threadId=${threadId}`, { headers: { ...bearer(OTHER), accept: "application/json" } })
     expect((await stranger.json()).messages).toEqual([])
@@ -145,8 +136,8 @@ describe("resumable runs with @tanstack/ai-client 0.33.2", () => {
     })
     reloaded.attach()
     await sent
-    await settle(() => textOf(reloaded) === ANSWER && !reloaded.getIsLoading())
-    expect(textOf(reloaded)).toBe(ANSWER)
+    await settle(() => answerOf(reloaded) === ANSWER && !reloaded.getIsLoading())
+    expect(answerOf(reloaded)).toBe(ANSWER)
   })
 })
 
@@ -176,9 +167,7 @@ describe("detach, grace period and stop", () => {
       })
       const cookie = response.headers.get("set-cookie")?.split(";")[0] as string
       expect(cookie).toStartWith("sidechat_owner=")
-      const reader = (response.body as ReadableStream<Uint8Array>).getReader()
-      let seen = ""
-      while (!seen.includes("TEXT_MESSAGE_CONTENT")) seen += new TextDecoder().decode((await reader.read()).value)
+      await readUntil(response, 1)
       controller.abort()
       const left = performance.now()
       let closedAt = 0
@@ -208,22 +197,15 @@ describe("detach, grace period and stop", () => {
     const before = fake.seen.length
     const controller = new AbortController()
     const response = await post(runId, {}, controller.signal)
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader()
-    let seen = ""
-    while (!seen.includes("TEXT_MESSAGE_CONTENT")) seen += new TextDecoder().decode((await reader.read()).value)
+    const seen = await readUntil(response, 1)
     const lastId = [...seen.matchAll(/^id: (\S+)$/gm)].at(-1)?.[1] as string
     controller.abort()
     await Bun.sleep(GRACE_MS / 3)
     const resumed = await post(runId, { "last-event-id": lastId })
     const rest = await resumed.text()
-    const events = dataOf(seen.slice(0, seen.lastIndexOf("\n\n") + 2) + rest) as { type: string; delta?: string }[]
+    const events = dataOf(seen + rest) as { type: string }[]
     expect(events.at(-1)?.type).toBe("RUN_FINISHED")
-    expect(
-      events
-        .filter((e) => e.type === "TEXT_MESSAGE_CONTENT")
-        .map((e) => e.delta)
-        .join(""),
-    ).toBe(ANSWER)
+    expect(deltasOf(events)).toBe(ANSWER)
     expect(fake.seen.length - before).toBe(1)
   })
 
@@ -255,14 +237,9 @@ describe("one run, one provider call", () => {
     const [a, b] = await Promise.all([post(runId), post(runId)])
     const texts = await Promise.all([a.text(), b.text()])
     for (const text of texts) {
-      const events = dataOf(text) as { type: string; delta?: string }[]
+      const events = dataOf(text) as { type: string }[]
       expect(events.at(-1)?.type).toBe("RUN_FINISHED")
-      expect(
-        events
-          .filter((e) => e.type === "TEXT_MESSAGE_CONTENT")
-          .map((e) => e.delta)
-          .join(""),
-      ).toBe(ANSWER)
+      expect(deltasOf(events)).toBe(ANSWER)
     }
     expect(fake.seen.length - before).toBe(1)
   })
@@ -292,7 +269,7 @@ describe("resuming what is not there", () => {
     })
     await client.sendMessage("Grüß mich")
     await settle(() => !client.getIsLoading())
-    expect(textOf(client)).toBe(ANSWER)
+    expect(answerOf(client)).toBe(ANSWER)
     const raw = await (await post(`ndjson-${crypto.randomUUID()}`, { accept: "application/x-ndjson" })).text()
     const first = JSON.parse(raw.split("\n")[0] as string)
     expect(Object.keys(first)).toEqual(["id", "chunk"])
