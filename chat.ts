@@ -282,12 +282,11 @@ export function createChat(deps: ChatDeps): Chat {
         )
         void (async () => {
           try {
-            for await (const events of aguiEvents(batches, context, chatRequest, final, guarded))
-              started.record(events.map((event) => JSON.stringify(event)))
+            for await (const events of aguiEvents(batches, context, chatRequest, final, guarded)) started.record(events)
           } catch (thrown) {
             report("stream failed inside sidechat", thrown, trail.requestId)
             error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
-            started.record([JSON.stringify(aguiFailure(error, chatRequest, final))])
+            started.record([aguiFailure(error, chatRequest, final)])
           } finally {
             started.end()
             ended("complete")

@@ -106,10 +106,11 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
         },
         record(events) {
           const seq = log.nextSeq()
-          started.record(events)
-          if (!mirrored || !events.length) return
-          const fields = ["f", String(seq), ...events.flatMap((json) => ["e", json])]
-          write("XADD", [keys.log, "MAXLEN", "~", maxEntries, `0-${seq + events.length}`, ...fields]).catch(fail)
+          const logged = started.record(events)
+          if (!mirrored || !logged.length) return logged
+          const fields = ["f", String(seq), ...logged.flatMap((json) => ["e", json])]
+          write("XADD", [keys.log, "MAXLEN", "~", maxEntries, `0-${seq + logged.length}`, ...fields]).catch(fail)
+          return logged
         },
         discard() {
           started.discard()

@@ -14,9 +14,12 @@ export type RunsConfig = { ttlMs: number; graceMs: number; maxRunBytes: number; 
 export const OWNER_COOKIE = "sidechat_owner"
 
 type Maybe<T> = T | undefined | Promise<T | undefined>
+export type LoggedEvent = { type: string; [key: string]: unknown }
+
 export type Started = {
   log: RunLog
-  record: (events: string[]) => void
+  /** Logs a batch of events (the thread's answer is built from them too); returns their JSON as logged. */
+  record: (events: LoggedEvent[]) => string[]
   /** The run is over: its log ends, its thread has no live run, its grace timer stops. */
   end: () => void
   /** The request was refused before the run began: it is forgotten. */
@@ -106,9 +109,13 @@ export function createRuns(config: RunsConfig): Runs {
       return {
         log,
         record(events) {
-          for (const json of events) answer.push(JSON.parse(json))
-          log.append(events)
+          const json = events.map((event) => {
+            answer.push(event)
+            return JSON.stringify(event)
+          })
+          log.append(json)
           thread.touched = Date.now()
+          return json
         },
         end() {
           log.end()
