@@ -9,9 +9,9 @@ import { answerBuilder, fromWireMessages, type UIMessage } from "./thread"
 
 export type { RunLog } from "./log"
 
-export type RunsConfig = { ttlMs: number; graceMs: number; maxRunBytes: number; maxBytes: number }
+type RunsConfig = { ttlMs: number; graceMs: number; maxRunBytes: number; maxBytes: number }
 
-export const OWNER_COOKIE = "sidechat_owner"
+const OWNER_COOKIE = "sidechat_owner"
 
 type Maybe<T> = T | undefined | Promise<T | undefined>
 export type LoggedEvent = { type: string; [key: string]: unknown }

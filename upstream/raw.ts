@@ -13,10 +13,10 @@ import { createEventParser } from "./events"
  * `end` appends what the end of the body means. `done` turns true once the answer is complete
  * whatever the connection does next (OpenAI's `[DONE]`).
  */
-export type Decoder = { push(bytes: Uint8Array, out: Part[]): void; end(out: Part[]): void; done(): boolean }
+type Decoder = { push(bytes: Uint8Array, out: Part[]): void; end(out: Part[]): void; done(): boolean }
 
 /** Anthropic Messages: `event:` names each event; `ping` is skipped; `error` ends the stream as the SDK does. */
-export function anthropicDecoder(headers: Headers): Decoder {
+function anthropicDecoder(headers: Headers): Decoder {
   const converter = anthropicConverter()
   const parser = createEventParser()
   return {
@@ -46,7 +46,7 @@ export function anthropicDecoder(headers: Headers): Decoder {
 }
 
 /** OpenAI Chat Completions: `data: [DONE]` ends the stream; an `error` payload is the SDK's APIError. */
-export function openaiDecoder(headers: Headers): Decoder {
+function openaiDecoder(headers: Headers): Decoder {
   const converter = openaiConverter()
   const parser = createEventParser()
   let complete = false
@@ -87,7 +87,7 @@ export const openaiBatches = (response: Response) => decodedBatches(response, op
  * failure still comes out first, as it would event by event. Leaving early (a client gone)
  * cancels the body, which closes the connection.
  */
-export async function* decodedBatches(response: Response, decoder: Decoder): AsyncGenerator<Part[]> {
+async function* decodedBatches(response: Response, decoder: Decoder): AsyncGenerator<Part[]> {
   if (!response.body) throw new Anthropic.AnthropicError("Attempted to iterate over a response with no body")
   const reader = response.body.getReader()
   let finished = false
