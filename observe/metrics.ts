@@ -22,6 +22,12 @@ const labelText = (labels: Labels) => {
   const entries = Object.entries(labels)
   return entries.length ? `{${entries.map(([key, value]) => `${key}="${escape(value)}"`).join(",")}}` : ""
 }
+/** A series' identity: cheap to build on every increment; the label text is rendered only when scraped. */
+const keyOf = (labels: Labels) => {
+  let key = ""
+  for (const name in labels) key += `${name}\u0000${labels[name]}\u0001`
+  return key
+}
 const number = (value: number) => (Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : value < 0 ? "-Inf" : "NaN")
 
 export function createRegistry(): Registry {
@@ -36,10 +42,10 @@ export function createRegistry(): Registry {
       )
       return {
         inc(labels = {}, by = 1) {
-          const key = labelText(labels)
-          const entry = values.get(key) ?? { labels, value: 0 }
-          entry.value += by
-          values.set(key, entry)
+          const key = keyOf(labels)
+          const entry = values.get(key)
+          if (entry) entry.value += by
+          else values.set(key, { labels, value: by })
         },
       }
     },
@@ -62,12 +68,12 @@ export function createRegistry(): Registry {
       })
       return {
         observe(labels, value) {
-          const key = labelText(labels)
-          const entry = series.get(key) ?? { labels, counts: buckets.map(() => 0), sum: 0, count: 0 }
-          for (const [i, bound] of buckets.entries()) if (value <= bound) entry.counts[i] = (entry.counts[i] ?? 0) + 1
+          const key = keyOf(labels)
+          let entry = series.get(key)
+          if (!entry) series.set(key, (entry = { labels, counts: buckets.map(() => 0), sum: 0, count: 0 }))
+          for (let i = 0; i < buckets.length; i++) if (value <= (buckets[i] as number)) entry.counts[i] = (entry.counts[i] ?? 0) + 1
           entry.sum += value
           entry.count++
-          series.set(key, entry)
         },
       }
     },
