@@ -6,6 +6,7 @@ import OpenAI from "openai"
 import { anthropicConverter, openaiConverter } from "../converter"
 import type { Part } from "../parts"
 import { createEventParser } from "./events"
+import { type RawBody, rawBody } from "./transport"
 
 /**
  * A provider's body as synchronous steps: `push` appends the parts one network read completes to
@@ -83,24 +84,25 @@ export const anthropicBatches = (response: Response) => decodedBatches(response,
 export const openaiBatches = (response: Response) => decodedBatches(response, openaiDecoder(response.headers))
 
 /**
- * One batch of parts per network read, read straight off the body: what a read held before a
- * failure still comes out first, as it would event by event. Leaving early (a client gone)
- * cancels the body, which closes the connection.
+ * One batch of parts per network read, read straight off the body (the transport's raw body when
+ * it made the response, else its web stream): what a read held before a failure still comes out
+ * first, as it would event by event. Leaving early (a client gone) cancels the body, which closes
+ * the connection.
  */
 async function* decodedBatches(response: Response, decoder: Decoder): AsyncGenerator<Part[]> {
   if (!response.body) throw new Anthropic.AnthropicError("Attempted to iterate over a response with no body")
-  const reader = response.body.getReader()
+  const body = rawBody(response) ?? streamBody(response.body)
   let finished = false
   try {
     for (;;) {
-      const read = await reader.read()
-      if (read.done) {
+      const chunks = await body.read()
+      if (!chunks) {
         finished = true
         break
       }
       const parts: Part[] = []
       try {
-        decoder.push(read.value, parts)
+        for (const chunk of chunks) decoder.push(chunk, parts)
       } finally {
         if (parts.length) yield parts
       }
@@ -109,7 +111,16 @@ async function* decodedBatches(response: Response, decoder: Decoder): AsyncGener
     decoder.end(last)
     if (last.length) yield last
   } finally {
-    if (!finished) await reader.cancel().catch(() => {})
+    if (!finished) body.cancel()
+  }
+}
+
+/** A web stream read as a raw body: one chunk per read. */
+function streamBody(stream: ReadableStream<Uint8Array>): RawBody {
+  const reader = stream.getReader()
+  return {
+    read: () => reader.read().then((read) => (read.done ? undefined : [read.value])),
+    cancel: () => void reader.cancel().catch(() => {}),
   }
 }
 

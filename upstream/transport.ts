@@ -1,21 +1,21 @@
-// The provider SDKs' `fetch`, built on node:http: Bun's own fetch allows only 256 requests in flight
-// per process unless BUN_CONFIG_MAX_HTTP_REQUESTS is set before start-up, which a binary cannot do.
-import http from "node:http"
-import https from "node:https"
-
-const agents = {
-  "http:": new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: 256 }),
-  "https:": new https.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: 256 }),
-}
+// The provider SDKs' `fetch`: HTTP/1.1 over Bun's own sockets, pooled per origin.
+// Not Bun's fetch: it allows 256 requests in flight per process unless BUN_CONFIG_MAX_HTTP_REQUESTS
+// is set before start-up, which a binary cannot do. Not node:http: in Bun it is a JavaScript layer
+// over these same sockets, and it cost more CPU per token than everything else on the hot path.
+// A 2xx body is also readable without a web stream: `rawBody` hands the hot path each network
+// read's bytes as they arrive.
 
 /** A pooled socket can die between two requests; that many fresh tries follow before giving up. */
 const STALE_SOCKET_RETRIES = 2
-
-/**
- * Up to 64 KiB may wait for the reader before the socket is paused: pausing at every chunk (the
- * default, one chunk) costs a pause and a resume per token, and adds milliseconds under load.
- */
-const BUFFERED = new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 })
+/** Up to 64 KiB may wait for the reader before the socket is paused. */
+const BUFFERED = 64 * 1024
+/** A response head (status line and headers) larger than this is refused. */
+const MAX_HEAD = 64 * 1024
+/** An error body is read whole for the SDK, up to this much. */
+const MAX_ERROR_BODY = 1024 * 1024
+/** Idle sockets kept per origin, and how long each may wait for its next request. */
+const MAX_IDLE = 256
+const IDLE_SECONDS = 30
 
 const abortError = () => new DOMException("The operation was aborted.", "AbortError")
 
@@ -40,9 +40,21 @@ export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promi
 export type TransportOptions = {
   /** A response body that sends no byte for this long is closed with UpstreamStalledError. */
   stallMs: number
+  /** Certificates (PEM) to trust instead of the well-known roots Bun ships: a test's own CA. */
+  ca?: string
 }
 
-type Exchange = { request: http.ClientRequest; response: http.IncomingMessage }
+/**
+ * A response body read without a web stream: `read` resolves with every chunk that arrived since
+ * the last call (one network read or more), or undefined at the end; a failure comes after what
+ * arrived before it. `cancel` closes the connection.
+ */
+export type RawBody = { read(): Promise<Uint8Array[] | undefined>; cancel(): void }
+
+const rawBodies = new WeakMap<Response, RawBody>()
+
+/** The body of a Response this transport made, as bytes per network read; undefined for any other Response. */
+export const rawBody = (response: Response): RawBody | undefined => rawBodies.get(response)
 
 /** Enough of `fetch` for the SDKs: string or byte bodies, streamed responses, abort at any point. */
 export function createTransport(options: TransportOptions): Fetch {
@@ -56,132 +68,436 @@ export async function upstreamFetch(
   transport: TransportOptions = { stallMs: 300_000 },
 ): Promise<Response> {
   const url = new URL(input instanceof Request ? input.url : input)
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`sidechat cannot fetch ${url.protocol} URLs`)
   const signal = init.signal ?? undefined
   if (signal?.aborted) throw abortError()
-  const body = await bodyBytes(init.body)
-  const headers: Record<string, string> = {}
-  new Headers(init.headers).forEach((value, key) => {
-    headers[key] = value
-  })
-  if (body) headers["content-length"] = String(body.byteLength)
-  const request = { method: init.method ?? "GET", headers, agent: agents[url.protocol as "http:"] }
+  const method = (init.method ?? "GET").toUpperCase()
+  const request = await requestBytes(url, method, init)
+  const origin = originOf(url, transport.ca)
 
   // No byte of a response reached anyone yet, so a request lost with a reused socket is sent again.
-  let exchange: Exchange | undefined
-  for (let attempt = 0; !exchange; attempt++) {
-    const sent = await send(url, request, body, signal)
-    if (sent.ok) exchange = sent.value
-    else if (!sent.reused || attempt >= STALE_SOCKET_RETRIES || signal?.aborted) throw sent.error
-  }
-  return toResponse(exchange, init.method, transport.stallMs, signal)
-}
-
-type Sent = { ok: true; value: Exchange } | { ok: false; error: unknown; reused: boolean }
-
-/** One attempt: resolves when response headers arrive, or with the error and whether the socket was pooled. */
-function send(url: URL, options: http.RequestOptions, body: Uint8Array | undefined, signal?: AbortSignal): Promise<Sent> {
-  const client = url.protocol === "https:" ? https : http
-  return new Promise((resolve) => {
-    const request = client.request(url, options)
-    const onAbort = () => request.destroy(abortError())
-    signal?.addEventListener("abort", onAbort, { once: true })
-    const settle = (sent: Sent) => {
-      signal?.removeEventListener("abort", onAbort)
-      resolve(sent)
+  for (let attempt = 0; ; attempt++) {
+    const connection = takeIdle(origin) ?? (await connect(origin, signal))
+    const exchange = new Exchange(connection, method, transport.stallMs, signal)
+    try {
+      const head = await exchange.send(request)
+      return toResponse(exchange, head)
+    } catch (error) {
+      if (!exchange.stale || attempt >= STALE_SOCKET_RETRIES || signal?.aborted) throw error
     }
-    request.on("error", (error) => settle({ ok: false, error, reused: request.reusedSocket && !signal?.aborted }))
-    request.on("response", (response) => settle({ ok: true, value: { request, response } }))
-    request.end(body)
-  })
+  }
 }
+
+// ------------------------------------------------------------------ connections
+
+type Origin = { key: string; hostname: string; port: number; tls: false | { serverName?: string; ca?: string } }
+
+function originOf(url: URL, ca: string | undefined): Origin {
+  const https = url.protocol === "https:"
+  const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname
+  const port = Number(url.port) || (https ? 443 : 80)
+  const ip = /^[\d.]+$/.test(hostname) || hostname.includes(":")
+  return {
+    key: `${url.protocol}//${url.host}`,
+    hostname,
+    port,
+    tls: https && { ...(!ip && { serverName: hostname }), ...(ca && { ca }) },
+  }
+}
+
+/** One socket to one origin; it serves one exchange at a time and waits in the pool between them. */
+type Connection = {
+  socket: Bun.Socket<Connection>
+  origin: Origin
+  exchange?: Exchange
+  /** Served an exchange before: a failure before any byte may be a socket the provider closed. */
+  reused: boolean
+  closed: boolean
+  /** Why the socket failed, when it told us (an error, a refused certificate). */
+  failure?: Error
+}
+
+const idle = new Map<string, Connection[]>()
+
+function takeIdle(origin: Origin): Connection | undefined {
+  const list = idle.get(origin.key)
+  for (let connection = list?.pop(); connection; connection = list?.pop()) {
+    if (connection.closed) continue
+    connection.socket.timeout(0)
+    return connection
+  }
+  return undefined
+}
+
+function release(connection: Connection): void {
+  connection.exchange = undefined
+  connection.reused = true
+  let list = idle.get(connection.origin.key)
+  if (!list) idle.set(connection.origin.key, (list = []))
+  if (connection.closed || list.length >= MAX_IDLE) return void connection.socket.end()
+  connection.socket.timeout(IDLE_SECONDS)
+  list.push(connection)
+}
+
+function forget(connection: Connection): void {
+  const list = idle.get(connection.origin.key)
+  const at = list?.indexOf(connection) ?? -1
+  if (at >= 0) list?.splice(at, 1)
+}
+
+const handlers: Bun.SocketHandler<Connection> = {
+  data(socket, bytes) {
+    const { exchange } = socket.data
+    // Bytes nobody asked for (on an idle socket): the connection is out of step, so it goes.
+    if (exchange) exchange.receive(bytes)
+    else socket.terminate()
+  },
+  drain(socket) {
+    socket.data.exchange?.drain()
+  },
+  handshake(socket, verified, error) {
+    if (verified) return
+    socket.data.failure = new Error(
+      `the provider's TLS certificate was refused: ${(error as NodeJS.ErrnoException | undefined)?.code ?? error?.message ?? "unverified"}`,
+    )
+    socket.terminate()
+  },
+  error(socket, error) {
+    socket.data.failure ??= error
+  },
+  end(socket) {
+    // The provider half-closed: for a close-delimited body, that is its end.
+    socket.end()
+  },
+  close(socket) {
+    const connection = socket.data
+    connection.closed = true
+    forget(connection)
+    connection.exchange?.closed(connection.failure)
+  },
+  timeout(socket) {
+    if (!socket.data.exchange) socket.end()
+  },
+}
+
+async function connect(origin: Origin, signal?: AbortSignal): Promise<Connection> {
+  const connection = { origin, reused: false, closed: false } as Connection
+  const opening = Bun.connect({
+    hostname: origin.hostname,
+    port: origin.port,
+    ...(origin.tls && { tls: origin.tls }),
+    data: connection,
+    socket: handlers,
+  })
+  if (!signal) connection.socket = await opening
+  else {
+    // An abort while connecting answers at once; the socket, if it still opens, is closed.
+    let onAbort: () => void = () => {}
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(abortError())
+      signal.addEventListener("abort", onAbort, { once: true })
+    })
+    try {
+      connection.socket = await Promise.race([opening, aborted])
+    } catch (error) {
+      void opening.then(
+        (socket) => socket.terminate(),
+        () => {},
+      )
+      throw error
+    } finally {
+      signal.removeEventListener("abort", onAbort)
+    }
+  }
+  return connection
+}
+
+// ------------------------------------------------------------------ one request and its response
+
+type Head = { status: number; statusText: string; headers: Headers }
+type Framing = { kind: "none" } | { kind: "length"; left: number } | { kind: "chunked" } | { kind: "close" }
+
+const latin1 = new TextDecoder("latin1")
+const CRLFCRLF = [13, 10, 13, 10]
 
 /**
- * Wraps a node response as a web Response. Whatever ends the body first (its end, a socket error,
- * the reader's cancel, the caller's abort) ends it; every later signal is ignored.
+ * One request on one connection: writes it, parses the response head, then de-frames the body
+ * (content-length, chunked or close-delimited) into chunks for its reader, per network read.
  */
-function toResponse({ request, response }: Exchange, method: string | undefined, stallMs: number, signal?: AbortSignal): Response {
-  const headers = new Headers()
-  for (const [key, value] of Object.entries(response.headers)) {
-    for (const item of Array.isArray(value) ? value : [value ?? ""]) headers.append(key, item)
-  }
-  const status = response.statusCode ?? 502
-  const init = { status, statusText: response.statusMessage, headers }
-  if (status === 204 || status === 304 || method === "HEAD") {
-    response.on("error", () => {})
-    response.resume()
-    return new Response(null, init)
+class Exchange {
+  /** Nothing arrived on a reused socket before it failed: sending again is safe. */
+  stale = false
+  private phase: "head" | "body" | "done" = "head"
+  private head: Uint8Array = new Uint8Array(0)
+  private framing: Framing = { kind: "none" }
+  private keepAlive = false
+  private received = false
+  private pending?: Uint8Array
+  private onHead?: { resolve: (head: Head) => void; reject: (error: unknown) => void }
+  // The body, as its reader sees it.
+  private queue: Uint8Array[] = []
+  private queued = 0
+  private failure?: unknown
+  private waiter?: { resolve: (chunks: Uint8Array[] | undefined) => void; reject: (error: unknown) => void }
+  private paused = false
+  // Chunked framing: the size line being read, bytes left in the current chunk, and what comes next.
+  private line = ""
+  private chunkLeft = 0
+  private chunkState: "size" | "data" | "data-end" | "trailer" = "size"
+  // Stall watch: one timer per body, re-armed for what is left rather than reset on every read.
+  private lastByte = 0
+  private stall?: ReturnType<typeof setTimeout>
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly method: string,
+    private readonly stallMs: number,
+    private readonly signal?: AbortSignal,
+  ) {
+    connection.exchange = this
   }
 
-  // The caller may have aborted between the headers' arrival and this point.
-  if (signal?.aborted) {
-    request.destroy()
-    throw abortError()
+  send(request: Uint8Array): Promise<Head> {
+    const head = new Promise<Head>((resolve, reject) => (this.onHead = { resolve, reject }))
+    this.signal?.addEventListener("abort", this.abort, { once: true })
+    if (this.connection.closed) this.closed(this.connection.failure)
+    else this.write(request)
+    return head
   }
-  let ended = false
-  /** An error held back until the reader has taken what arrived before it. */
-  let failure: (() => void) | undefined
-  let lastByte = performance.now()
-  let stall: ReturnType<typeof setTimeout> | undefined
-  const onAbort = () => request.destroy(abortError())
-  signal?.addEventListener("abort", onAbort, { once: true })
-  const end = (then: () => void) => {
-    if (ended) return
-    ended = true
-    clearTimeout(stall)
-    signal?.removeEventListener("abort", onAbort)
-    then()
+
+  private write(bytes: Uint8Array): void {
+    const written = this.connection.socket.write(bytes)
+    if (written >= 0 && written < bytes.byteLength) this.pending = bytes.subarray(written)
   }
-  const body = new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        // One timer per body, re-armed for what is left rather than reset on every chunk.
-        const watch = () => {
-          // A body paused because our reader is slow is not a stalled provider.
-          if (response.isPaused()) lastByte = performance.now()
-          const quiet = performance.now() - lastByte
-          if (quiet < stallMs) stall = setTimeout(watch, stallMs - quiet)
-          else
-            end(() => {
-              controller.error(new UpstreamStalledError(stallMs))
-              request.destroy()
-            })
-        }
-        stall = setTimeout(watch, stallMs)
-        response.on("data", (chunk: Buffer) => {
-          if (ended) return
-          lastByte = performance.now()
-          // A Buffer is a Uint8Array; reading its `.buffer` would make JSC copy it out of the fast path.
-          controller.enqueue(chunk)
-          if ((controller.desiredSize ?? 1) <= 0) response.pause()
-        })
-        response.on("end", () => end(() => controller.close()))
-        response.on("error", (error) => end(() => fail(signal?.aborted ? abortError() : closedError(error))))
-        // A socket closed before the body ended is an error, not a short body.
-        response.on("close", () => {
-          if (!response.complete) end(() => fail(signal?.aborted ? abortError() : new UpstreamClosedError("socket closed")))
-        })
-        // A connection lost while the reader is behind: what already arrived is read first, and
-        // the error comes after it (an abort or a stall does not wait).
-        const fail = (error: Error) => {
-          if (error.name === "AbortError" || controller.desiredSize === BUFFERED.highWaterMark) controller.error(error)
-          else failure = () => controller.error(error)
-        }
-      },
-      pull(controller) {
-        if (failure && controller.desiredSize === BUFFERED.highWaterMark) return failure()
-        response.resume()
-      },
-      cancel() {
-        end(() => request.destroy())
-      },
+
+  drain(): void {
+    const pending = this.pending
+    this.pending = undefined
+    if (pending) this.write(pending)
+  }
+
+  private readonly abort = () => this.finish(abortError(), true)
+
+  receive(bytes: Uint8Array): void {
+    this.received = true
+    this.lastByte = performance.now()
+    try {
+      if (this.phase === "head") {
+        const rest = this.readHead(bytes)
+        if (rest === undefined) return
+        bytes = rest
+      }
+      if (this.phase === "body" && bytes.byteLength) this.readBody(bytes)
+    } catch (error) {
+      this.finish(error, true)
+      return
+    }
+    this.wake()
+  }
+
+  /** Accumulates the head; returns what follows it once it is complete (after any 1xx heads). */
+  private readHead(bytes: Uint8Array): Uint8Array | undefined {
+    let buffer = this.head.byteLength ? concat(this.head, bytes) : bytes
+    for (;;) {
+      const end = indexOfSequence(buffer, CRLFCRLF)
+      if (end > MAX_HEAD || (end < 0 && buffer.byteLength > MAX_HEAD)) throw new UpstreamClosedError("response head too large")
+      if (end < 0) {
+        this.head = buffer.slice()
+        return undefined
+      }
+      const head = parseHead(latin1.decode(buffer.subarray(0, end)))
+      buffer = buffer.subarray(end + 4)
+      // Informational answers (100 Continue, 103 Early Hints) precede the real one.
+      if (head.status >= 100 && head.status < 200) continue
+      this.head = new Uint8Array(0)
+      this.framing = framingOf(head, this.method)
+      this.keepAlive = head.keepAlive && this.framing.kind !== "close"
+      this.phase = "body"
+      this.lastByte = performance.now()
+      if (this.framing.kind === "none" || (this.framing.kind === "length" && this.framing.left === 0)) this.complete()
+      this.onHead?.resolve(head)
+      this.onHead = undefined
+      return buffer
+    }
+  }
+
+  private readBody(bytes: Uint8Array): void {
+    const framing = this.framing
+    if (framing.kind === "close") return this.push(bytes)
+    if (framing.kind === "length") {
+      const take = Math.min(framing.left, bytes.byteLength)
+      this.push(bytes.subarray(0, take))
+      framing.left -= take
+      if (framing.left === 0) this.complete(take === bytes.byteLength)
+      return
+    }
+    if (framing.kind === "chunked") this.readChunked(bytes)
+  }
+
+  private readChunked(bytes: Uint8Array): void {
+    let at = 0
+    while (at < bytes.byteLength && this.phase === "body") {
+      if (this.chunkState === "data") {
+        const take = Math.min(this.chunkLeft, bytes.byteLength - at)
+        this.push(bytes.subarray(at, at + take))
+        at += take
+        this.chunkLeft -= take
+        if (this.chunkLeft === 0) this.chunkState = "data-end"
+        continue
+      }
+      // Size lines, the CRLF after each chunk's data, and trailers are lines.
+      const newline = bytes.indexOf(10, at)
+      const end = newline < 0 ? bytes.byteLength : newline
+      this.line += latin1.decode(bytes.subarray(at, end))
+      if (this.line.length > 4096) throw new UpstreamClosedError("malformed chunked encoding")
+      at = end + 1
+      if (newline < 0) break
+      const line = this.line.endsWith("\r") ? this.line.slice(0, -1) : this.line
+      this.line = ""
+      if (this.chunkState === "data-end") {
+        if (line !== "") throw new UpstreamClosedError("malformed chunked encoding")
+        this.chunkState = "size"
+      } else if (this.chunkState === "size") {
+        const size = line.split(";")[0]?.trim() ?? ""
+        if (!/^[0-9a-fA-F]{1,8}$/.test(size)) throw new UpstreamClosedError("malformed chunked encoding")
+        this.chunkLeft = Number.parseInt(size, 16)
+        this.chunkState = this.chunkLeft === 0 ? "trailer" : "data"
+      } else if (line === "") this.complete(at >= bytes.byteLength)
+    }
+  }
+
+  private push(bytes: Uint8Array): void {
+    if (!bytes.byteLength) return
+    this.queue.push(bytes)
+    this.queued += bytes.byteLength
+    if (this.queued >= BUFFERED && !this.paused && !this.connection.closed) {
+      this.paused = true
+      this.connection.socket.pause()
+    }
+  }
+
+  /** The whole response arrived: the socket serves the next request, or closes. */
+  private complete(clean = true): void {
+    this.phase = "done"
+    this.settle()
+    if (this.keepAlive && clean && !this.connection.closed) release(this.connection)
+    else this.connection.socket.end()
+  }
+
+  /** The socket closed: the end of a close-delimited body, else a failure. */
+  closed(failure?: Error): void {
+    if (this.phase === "done") return
+    if (this.phase === "body" && this.framing.kind === "close" && !failure) {
+      this.phase = "done"
+      this.settle()
+      this.wake()
+      return
+    }
+    this.stale = this.connection.reused && !this.received && !this.signal?.aborted
+    const detail = (failure as NodeJS.ErrnoException | undefined)?.code ?? failure?.message ?? "socket closed"
+    const error = this.phase === "head" && failure ? failure : new UpstreamClosedError(detail)
+    this.finish(error, false)
+  }
+
+  /** Ends the exchange with `error`: at once (`now`), or after the chunks its reader has not taken yet. */
+  private finish(error: unknown, now: boolean): void {
+    if (this.phase === "done" && !now) return
+    const wasHead = this.phase === "head"
+    this.phase = "done"
+    this.settle()
+    if (!this.connection.closed) this.connection.socket.terminate()
+    if (wasHead) {
+      this.onHead?.reject(error)
+      this.onHead = undefined
+      return
+    }
+    this.failure = error
+    if (now) {
+      this.queue = []
+      this.queued = 0
+    }
+    this.wake()
+  }
+
+  private settle(): void {
+    clearTimeout(this.stall)
+    this.signal?.removeEventListener("abort", this.abort)
+    if (this.connection.exchange === this && this.phase === "done") this.connection.exchange = undefined
+  }
+
+  /** Hands the reader what arrived, or the end, or the failure once nothing is left before it. */
+  private wake(): void {
+    const waiter = this.waiter
+    if (!waiter) return
+    if (this.queue.length) {
+      this.waiter = undefined
+      waiter.resolve(this.take())
+    } else if (this.failure !== undefined) {
+      this.waiter = undefined
+      waiter.reject(this.failure)
+    } else if (this.phase === "done") {
+      this.waiter = undefined
+      waiter.resolve(undefined)
+    }
+  }
+
+  private take(): Uint8Array[] {
+    const chunks = this.queue
+    this.queue = []
+    this.queued = 0
+    if (this.paused && !this.connection.closed) {
+      this.paused = false
+      this.lastByte = performance.now()
+      this.connection.socket.resume()
+    }
+    return chunks
+  }
+
+  /** The body's reader side. */
+  readonly body: RawBody = {
+    read: () => {
+      if (this.queue.length) return Promise.resolve(this.take())
+      if (this.failure !== undefined) return Promise.reject(this.failure)
+      if (this.phase === "done") return Promise.resolve(undefined)
+      this.watchStall()
+      return new Promise((resolve, reject) => (this.waiter = { resolve, reject }))
     },
-    BUFFERED,
-  )
-  return new Response(body, init)
+    cancel: () => {
+      if (this.phase !== "done") this.finish(abortError(), true)
+      this.waiter = undefined
+    },
+  }
+
+  /** While the reader waits, a provider silent for `stallMs` ends the body. */
+  private watchStall(): void {
+    if (this.stall !== undefined || this.phase !== "body") return
+    const watch = () => {
+      this.stall = undefined
+      if (this.phase !== "body") return
+      const quiet = performance.now() - this.lastByte
+      if (quiet < this.stallMs) this.stall = setTimeout(watch, this.stallMs - quiet)
+      // Only a reader waiting on a silent provider is a stall; a reader that is behind is not.
+      else if (this.waiter) this.finish(new UpstreamStalledError(this.stallMs), true)
+    }
+    this.stall = setTimeout(watch, this.stallMs - (performance.now() - this.lastByte))
+  }
 }
 
-function closedError(error: Error): Error {
-  return error.name === "AbortError" ? error : new UpstreamClosedError((error as NodeJS.ErrnoException).code ?? error.message)
+// ------------------------------------------------------------------ bytes in and out
+
+async function requestBytes(url: URL, method: string, init: RequestInit): Promise<Uint8Array> {
+  const body = await bodyBytes(init.body)
+  let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`
+  new Headers(init.headers).forEach((value, name) => {
+    // Framing and the connection are the transport's; the body is never compressed for us.
+    if (name === "host" || name === "connection" || name === "content-length" || name === "transfer-encoding") return
+    if (name === "accept-encoding") return
+    head += `${name}: ${value}\r\n`
+  })
+  if (body || method === "POST" || method === "PUT" || method === "PATCH") head += `content-length: ${body?.byteLength ?? 0}\r\n`
+  head += "accept-encoding: identity\r\n\r\n"
+  const headBytes = new TextEncoder().encode(head)
+  return body ? concat(headBytes, body) : headBytes
 }
 
 async function bodyBytes(body: RequestInit["body"]): Promise<Uint8Array | undefined> {
@@ -189,4 +505,91 @@ async function bodyBytes(body: RequestInit["body"]): Promise<Uint8Array | undefi
   if (typeof body === "string") return new TextEncoder().encode(body)
   if (body instanceof Uint8Array) return body
   return new Uint8Array(await new Response(body).arrayBuffer())
+}
+
+function parseHead(text: string): Head & { keepAlive: boolean } {
+  const lines = text.split("\r\n")
+  const status = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? "")
+  if (!status) throw new UpstreamClosedError("not an HTTP/1.1 response")
+  const headers = new Headers()
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i] as string
+    const colon = line.indexOf(":")
+    if (colon <= 0) throw new UpstreamClosedError("malformed response header")
+    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim())
+  }
+  const connection = headers.get("connection")?.toLowerCase() ?? ""
+  const keepAlive = status[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive")
+  return { status: Number(status[2]), statusText: status[3] ?? "", headers, keepAlive }
+}
+
+function framingOf(head: Head, method: string): Framing {
+  if (method === "HEAD" || head.status === 204 || head.status === 304) return { kind: "none" }
+  if (head.headers.get("transfer-encoding")?.toLowerCase().includes("chunked")) return { kind: "chunked" }
+  const length = head.headers.get("content-length")
+  if (length !== null) {
+    if (!/^\d{1,15}$/.test(length.trim())) throw new UpstreamClosedError("malformed content-length")
+    return { kind: "length", left: Number(length) }
+  }
+  return { kind: "close" }
+}
+
+/**
+ * A 2xx body streams (and `rawBody` finds it); any other is read whole first, as the SDK reads it
+ * whole to build its error.
+ */
+async function toResponse(exchange: Exchange, head: Head): Promise<Response> {
+  const init = { status: head.status, statusText: head.statusText, headers: head.headers }
+  const body = exchange.body
+  if (head.status === 204 || head.status === 304 || head.status === 205) return new Response(null, init)
+  if (head.status < 200 || head.status >= 300) {
+    const chunks: Uint8Array[] = []
+    let size = 0
+    for (let read = await body.read(); read; read = await body.read()) {
+      for (const chunk of read) chunks.push(chunk)
+      size += read.reduce((sum, chunk) => sum + chunk.byteLength, 0)
+      if (size > MAX_ERROR_BODY) {
+        body.cancel()
+        break
+      }
+    }
+    return new Response(concat(...chunks) as Uint8Array<ArrayBuffer>, init)
+  }
+  const response = new Response(
+    new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          const chunks = await body.read()
+          if (!chunks) return controller.close()
+          for (const chunk of chunks) controller.enqueue(chunk)
+        },
+        cancel: () => body.cancel(),
+      }, // Nothing is pulled before someone reads: the hot path takes the raw body instead.
+      { highWaterMark: 0 },
+    ),
+    init,
+  )
+  rawBodies.set(response, body)
+  return response
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0))
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.byteLength
+  }
+  return out
+}
+
+function indexOfSequence(bytes: Uint8Array, sequence: number[]): number {
+  const first = sequence[0] as number
+  for (let at = bytes.indexOf(first); at >= 0 && at <= bytes.byteLength - sequence.length; at = bytes.indexOf(first, at + 1)) {
+    let i = 1
+    while (i < sequence.length && bytes[at + i] === sequence[i]) i++
+    if (i === sequence.length) return at
+  }
+  return -1
 }
