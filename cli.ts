@@ -219,12 +219,7 @@ export async function main() {
   // The request path loads a module group at a time, with a turn of the event loop between
   // groups, so a probe is answered while the rest loads.
   const step = <T>(load: () => Promise<T>) => new Promise((resolve) => setImmediate(resolve)).then(load)
-  const groups: (() => Promise<unknown>)[] = [
-    () => import("./schema"),
-    () => import("node:http"),
-    () => import("openai"),
-    () => import("@anthropic-ai/sdk"),
-  ]
+  const groups: (() => Promise<unknown>)[] = [() => import("./schema"), () => import("openai"), () => import("@anthropic-ai/sdk")]
   for (const group of groups) await step(group)
   // Loaded only when configured: without tracing, no OpenTelemetry module is evaluated.
   const tracing = config.otel ? await (await import("./observe/trace")).createTracing(config.otel, pkg.version) : undefined

@@ -1,5 +1,5 @@
-// Benchmark helper: sidechat with the upstream transport named by BENCH_TRANSPORT (node | bun | undici),
-// so the transports can be compared in one run. Not for production: index.ts always uses node:http.
+// Benchmark helper: sidechat with the upstream transport named by BENCH_TRANSPORT (sidechat | bun | undici),
+// so the transports can be compared in one run. Not for production: index.ts always uses sidechat's own.
 import { parseConfig } from "../config"
 import { createHandler } from "../index"
 import { createObserver } from "../observe"
@@ -30,4 +30,4 @@ const providers = createProviders(config, await transport(process.env.BENCH_TRAN
 const observer = createObserver({ config, logger: createLogger({ level: "info", format: "json" }) })
 const handler = createHandler({ config, providers, observer })
 const server = Bun.serve({ port: config.port, hostname: config.host, fetch: (request, srv) => handler(request, srv) })
-console.log(`sidechat (transport ${process.env.BENCH_TRANSPORT ?? "node"}) listening on http://${server.hostname}:${server.port}`)
+console.log(`sidechat (transport ${process.env.BENCH_TRANSPORT ?? "sidechat"}) listening on http://${server.hostname}:${server.port}`)

@@ -13,7 +13,7 @@ const provider = startStreamingProvider()
 /** One load client on one address: per-client limits would refuse it. */
 const UNLIMITED = { RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_CLIENT: "0" }
 const candidates: [string, Record<string, string>][] = [
-  ["node:http (sidechat's)", { BENCH_TRANSPORT: "node" }],
+  ["Bun sockets (sidechat's)", { BENCH_TRANSPORT: "sidechat" }],
   ["Bun fetch, default cap", { BENCH_TRANSPORT: "bun" }],
   ["Bun fetch, cap lifted", { BENCH_TRANSPORT: "bun", BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }],
 ]

@@ -178,6 +178,15 @@ describe("connections", () => {
     expect(raw.open()).toBe(open)
   })
 
+  test("an abort while a pooled connection is being taken still aborts", async () => {
+    raw.respond((socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
+    expect(await (await post()).text()).toBe("ok")
+    const controller = new AbortController()
+    const pending = post("/v1/messages", { signal: controller.signal })
+    controller.abort()
+    expect(((await pending.catch((caught) => caught)) as Error).name).toBe("AbortError")
+  })
+
   test("a provider silent for the stall limit ends the body with UpstreamStalledError", async () => {
     raw.respond((socket) => socket.write(eventStreamHead("chunked") + chunk("a")))
     const response = await upstreamFetch(`${raw.url}/v1/messages`, { method: "POST", body: "{}" }, { stallMs: 100 })
