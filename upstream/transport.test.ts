@@ -143,9 +143,36 @@ describe("connections", () => {
     expect(error).toBeInstanceOf(UpstreamClosedError)
   })
 
-  test("malformed chunk sizes and oversized heads are errors, not hangs", async () => {
-    raw.respond((socket) => socket.write(`${eventStreamHead("chunked")}zz\r\nhello\r\n`))
+  test("a reset ends a close-delimited body as a failure, not as its end", async () => {
+    raw.respond((socket) => {
+      socket.write(`${eventStreamHead("close")}partial-`)
+      setTimeout(() => socket.resetAndDestroy(), 20)
+    })
     const body = rawBody(await post())
+    expect(new TextDecoder().decode((await body?.read())?.[0])).toBe("partial-")
+    expect(await body?.read().catch((caught) => caught)).toBeInstanceOf(UpstreamClosedError)
+  })
+
+  test("a body finished while its reader was behind leaves a socket that serves the next request", async () => {
+    const big = "a".repeat(100 * 1024)
+    raw.respond((socket, request) =>
+      socket.write(
+        request.onConnection === 1
+          ? `HTTP/1.1 200 OK\r\ncontent-length: ${big.length}\r\n\r\n${big}`
+          : "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+      ),
+    )
+    const behind = rawBody(await post())
+    await Bun.sleep(100)
+    const next = post().then((response) => response.text())
+    expect(await Promise.race([next, Bun.sleep(2000).then(() => "no answer within 2 s")])).toBe("ok")
+    behind?.cancel()
+  })
+
+  test("malformed chunk sizes and oversized heads are errors, not hangs; what came before still arrives", async () => {
+    raw.respond((socket) => socket.write(`${eventStreamHead("chunked")}${chunk("hello ")}zz\r\nhello\r\n`))
+    const body = rawBody(await post())
+    expect(new TextDecoder().decode((await body?.read())?.[0])).toBe("hello ")
     expect(await body?.read().catch((caught) => caught)).toBeInstanceOf(UpstreamClosedError)
     raw.respond((socket) => socket.write(`HTTP/1.1 200 OK\r\nx-big: ${"a".repeat(70_000)}\r\n\r\n`))
     expect(await post().catch((caught) => caught)).toBeInstanceOf(UpstreamClosedError)

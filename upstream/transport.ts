@@ -7,6 +7,12 @@
 
 /** A pooled socket can die between two requests; that many fresh tries follow before giving up. */
 const STALE_SOCKET_RETRIES = 2
+/**
+ * A pooled socket that fails this soon after the request was written (about one round trip), with
+ * no byte back, was closed by the provider before the request reached it. Later, the provider may
+ * have started on it, and sending it again could run (and bill) a completion twice.
+ */
+const STALE_WITHIN_MS = 150
 /** Up to 64 KiB may wait for the reader before the socket is paused. */
 const BUFFERED = 64 * 1024
 /** A response head (status line and headers) larger than this is refused. */
@@ -172,14 +178,18 @@ const handlers: Bun.SocketHandler<Connection, "arraybuffer"> = {
     // The provider half-closed: for a close-delimited body, that is its end.
     socket.end()
   },
-  close(socket) {
+  close(socket, error) {
     const connection = socket.data
+    // A reset arrives here, not through `error`.
+    connection.failure ??= error
     connection.closed = true
     forget(connection)
     connection.exchange?.closed(connection.failure)
   },
   timeout(socket) {
-    if (!socket.data.exchange) socket.end()
+    if (socket.data.exchange) return
+    forget(socket.data)
+    socket.end()
   },
 }
 
@@ -237,6 +247,7 @@ class Exchange {
   private keepAlive = false
   private received = false
   private pending?: Uint8Array
+  private sentAt = 0
   private onHead?: { resolve: (head: Head) => void; reject: (error: unknown) => void }
   // The body, as its reader sees it.
   private queue: Uint8Array[] = []
@@ -262,6 +273,7 @@ class Exchange {
   }
 
   send(request: Uint8Array): Promise<Head> {
+    this.sentAt = performance.now()
     const head = new Promise<Head>((resolve, reject) => (this.onHead = { resolve, reject }))
     this.signal?.addEventListener("abort", this.abort, { once: true })
     // Aborted while a connection was found or opened: the listener above would never hear it.
@@ -295,7 +307,8 @@ class Exchange {
       }
       if (this.phase === "body" && bytes.byteLength) this.readBody(bytes)
     } catch (error) {
-      this.finish(error, true)
+      // Malformed framing: what was read before it still reaches the reader first.
+      this.finish(error, this.phase === "head")
       return
     }
     this.wake()
@@ -320,7 +333,8 @@ class Exchange {
       this.keepAlive = head.keepAlive && this.framing.kind !== "close"
       this.phase = "body"
       this.lastByte = performance.now()
-      if (this.framing.kind === "none" || (this.framing.kind === "length" && this.framing.left === 0)) this.complete()
+      if (this.framing.kind === "none" || (this.framing.kind === "length" && this.framing.left === 0))
+        this.complete(buffer.byteLength === 0)
       this.onHead?.resolve(head)
       this.onHead = undefined
       return buffer
@@ -386,7 +400,14 @@ class Exchange {
   private complete(clean = true): void {
     this.phase = "done"
     this.settle()
-    if (this.keepAlive && clean && !this.connection.closed) release(this.connection)
+    // The body is all here: a socket paused for our reader reads again, for whoever uses it next.
+    if (this.paused && !this.connection.closed) this.connection.socket.resume()
+    this.paused = false
+    // An answer that came before the whole request was written (an early 413) leaves the
+    // socket out of step: the rest of the request would reach the provider as the next one.
+    const inStep = clean && this.pending === undefined
+    this.pending = undefined
+    if (this.keepAlive && inStep && !this.connection.closed) release(this.connection)
     else this.connection.socket.end()
   }
 
@@ -399,7 +420,7 @@ class Exchange {
       this.wake()
       return
     }
-    this.stale = this.connection.reused && !this.received && !this.signal?.aborted
+    this.stale = this.connection.reused && !this.received && !this.signal?.aborted && performance.now() - this.sentAt < STALE_WITHIN_MS
     const detail = (failure as NodeJS.ErrnoException | undefined)?.code ?? failure?.message ?? "socket closed"
     const error = this.phase === "head" && failure ? failure : new UpstreamClosedError(detail)
     this.finish(error, false)
