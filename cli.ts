@@ -1,8 +1,6 @@
 // The command line and start-up: --help, --version, --print-config, flags for the main settings;
 // then the configuration is checked, the server starts, and signals drain it.
 // Precedence: flags > environment > .env (Bun loads it without overriding the environment) > defaults.
-import { readFileSync } from "node:fs"
-import { parseArgs } from "node:util"
 import { type Config, type Loaded, loadJsonSetting, maskKey, parseConfig } from "./config"
 import { httpError } from "./edge/http-error"
 import { health, providerModes, ready } from "./edge/probes"
@@ -34,24 +32,43 @@ export type Command =
   | { kind: "version" }
   | { kind: "error"; message: string }
 
-export function parseCommand(argv: string[], env: Record<string, string | undefined>): Command {
-  const options = Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: "string" as const }]))
-  let parsed: ReturnType<typeof parseArgs>
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        ...options,
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "v" },
-        "print-config": { type: "boolean" },
-        healthcheck: { type: "boolean" },
-      },
-      allowPositionals: false,
-    })
-  } catch (error) {
-    return { kind: "error", message: `${(error as Error).message}; see --help` }
+/** The flags that take no value; each long name is the key it is read by. */
+const SWITCHES: Record<string, string> = {
+  "-h": "help",
+  "--help": "help",
+  "-v": "version",
+  "--version": "version",
+  "--print-config": "print-config",
+  "--healthcheck": "healthcheck",
+}
+
+/**
+ * `--flag value`, `--flag=value` and the switches above, nothing else. Written here rather than
+ * taken from node:util's parseArgs, because loading node:util costs about 5 ms before the port is bound.
+ */
+function parseFlags(argv: string[]): { values: Record<string, string | true> } | { error: string } {
+  const values: Record<string, string | true> = {}
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1
+    const name = eq === -1 ? arg : arg.slice(0, eq)
+    if (name in SWITCHES) {
+      if (eq !== -1) return { error: `${name} takes no value` }
+      values[SWITCHES[name] as string] = true
+    } else if (name.startsWith("--") && name.slice(2) in FLAGS) {
+      const value = eq === -1 ? argv[++i] : arg.slice(eq + 1)
+      if (value === undefined || (eq === -1 && value.startsWith("--"))) return { error: `${name} needs a value` }
+      values[name.slice(2)] = value
+    } else {
+      return { error: arg.startsWith("-") ? `unknown flag ${name}` : `unexpected argument '${arg}'` }
+    }
   }
+  return { values }
+}
+
+export function parseCommand(argv: string[], env: Record<string, string | undefined>): Command {
+  const parsed = parseFlags(argv)
+  if ("error" in parsed) return { kind: "error", message: `${parsed.error}; see --help` }
   const { values } = parsed
   if (values.help) return { kind: "help" }
   if (values.version) return { kind: "version" }
@@ -108,8 +125,8 @@ export function loadServerTools(path: string | undefined): Promise<Loaded<ToolDe
  * open-file limit to the hard one at start-up; past it, accept() fails for everyone. So MAX_STREAMS
  * is kept under what the limit allows, and the start-up log says what caps it.
  */
-function withinFileLimit(config: Config, logger: Logger): Config {
-  const limit = openFileLimit()
+async function withinFileLimit(config: Config, logger: Logger): Promise<Config> {
+  const limit = await openFileLimit()
   if (limit === undefined) return config
   const capacity = Math.max(1, Math.floor((limit - 128) / 2))
   if (config.limits.maxStreams <= capacity) return config
@@ -121,13 +138,12 @@ function withinFileLimit(config: Config, logger: Logger): Config {
 }
 
 /** The process's open-file limit (Linux), or undefined where it cannot be read. */
-function openFileLimit(): number | undefined {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8").match(/^Max open files\s+(\d+|unlimited)/m)?.[1]
-    return line === undefined || line === "unlimited" ? undefined : Number(line)
-  } catch {
-    return undefined
-  }
+async function openFileLimit(): Promise<number | undefined> {
+  const limits = await Bun.file("/proc/self/limits")
+    .text()
+    .catch(() => "")
+  const line = limits.match(/^Max open files\s+(\d+|unlimited)/m)?.[1]
+  return line === undefined || line === "unlimited" ? undefined : Number(line)
 }
 
 /** Whether the server this configuration describes answers /health within 2 s. */
@@ -150,7 +166,7 @@ export async function main() {
   const asked = command.kind === "serve" ? command.env.LOG_FORMAT : undefined
   const boot = createLogger({
     level: "info",
-    format: asked === "json" || asked === "pretty" ? asked : process.stdout.isTTY ? "pretty" : "json",
+    format: asked === "json" || asked === "pretty" ? asked : "auto",
   })
   if (command.kind === "error") {
     boot.error(`sidechat: ${command.message}`)
@@ -165,9 +181,9 @@ export async function main() {
   if (command.healthcheck) process.exit((await healthy(parsed.value)) ? 0 : 1)
   const logger = createLogger({
     level: parsed.value.logLevel,
-    format: parsed.value.logFormat ?? (process.stdout.isTTY ? "pretty" : "json"),
+    format: parsed.value.logFormat ?? "auto",
   })
-  const config = withinFileLimit(parsed.value, logger)
+  let config = parsed.value
   const [tools, prices] = await Promise.all([loadServerTools(config.toolsFile), loadPrices(config.pricesFile)])
   const problems = [tools, prices].flatMap((loaded) => (loaded.ok ? [] : [loaded.problem]))
   if (!tools.ok || !prices.ok) {
@@ -215,6 +231,10 @@ export async function main() {
     logger.error(`sidechat: cannot listen on ${config.host}:${config.port}: ${reason}`, { host: config.host, port: config.port })
     process.exit(1)
   }
+
+  // Read after binding: the first file read costs a few milliseconds. What it changes (MAX_STREAMS)
+  // matters only to the handler, made below.
+  config = await withinFileLimit(config, logger)
 
   // The request path loads a module group at a time, with a turn of the event loop between
   // groups, so a probe is answered while the rest loads.

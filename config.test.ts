@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test"
+import { parseCommand } from "./cli"
 import { maskKey, matchesPattern, parseConfig, providerMode } from "./config"
 
 describe("config", () => {
@@ -120,5 +121,30 @@ describe("config", () => {
     const read = [...source.matchAll(/(?:str|int|num|list|key|oneOf)\("([A-Z_]+)"/g)].map((m) => m[1] as string)
     expect(read.length).toBeGreaterThan(30)
     expect(read.filter((name) => !example.includes(name))).toEqual([])
+  })
+
+  test("flags: --name value and --name=value set their variable; a bad flag says which and what is wrong", () => {
+    const serve = (argv: string[]) => {
+      const command = parseCommand(argv, { PORT: "1", HOST: "h" })
+      if (command.kind !== "serve") throw new Error(JSON.stringify(command))
+      return command
+    }
+    expect(serve(["--port", "9999", "--mock=all"]).env).toMatchObject({ PORT: "9999", MOCK: "all", HOST: "h" })
+    expect(serve(["--cors-origins=a=b"]).env.CORS_ORIGINS).toBe("a=b")
+    expect(serve(["--print-config", "--healthcheck"])).toMatchObject({ printConfig: true, healthcheck: true })
+    expect(serve([])).toMatchObject({ printConfig: false, healthcheck: false })
+    expect(parseCommand(["-h"], {}).kind).toBe("help")
+    expect(parseCommand(["--port", "1", "--version"], {}).kind).toBe("version")
+    const problem = (argv: string[]) => {
+      const command = parseCommand(argv, {})
+      return command.kind === "error" ? command.message : command.kind
+    }
+    expect(problem(["--port"])).toBe("--port needs a value; see --help")
+    expect(problem(["--port", "--mock", "all"])).toBe("--port needs a value; see --help")
+    expect(problem(["--help=yes"])).toBe("--help takes no value; see --help")
+    expect(problem(["--nope", "1"])).toBe("unknown flag --nope; see --help")
+    expect(problem(["-x"])).toBe("unknown flag -x; see --help")
+    expect(problem(["serve"])).toBe("unexpected argument 'serve'; see --help")
+    expect(problem(["--anthropic-api-key", "k"])).toBe("unknown flag --anthropic-api-key; see --help")
   })
 })

@@ -15,19 +15,25 @@ export type Logger = {
 
 export type LogOptions = {
   level: Level
-  format: "json" | "pretty"
+  /**
+   * `auto`: pretty on a terminal, else JSON, decided at the first line written (opening the
+   * terminal's stream loads Node's stream modules, which would otherwise delay start-up by ms).
+   */
+  format: "json" | "pretty" | "auto"
   /** Where lines go: stdout for debug and info, stderr for warn and error, unless replaced. */
   write?: (line: string, level: Level) => void
   now?: () => Date
 }
 
 export function createLogger(options: LogOptions): Logger {
-  const { level, format, now = () => new Date() } = options
+  const { level, now = () => new Date() } = options
+  let format = options.format
   const write = options.write ?? ((line: string, at: Level) => (RANK[at] >= RANK.warn ? process.stderr : process.stdout).write(`${line}\n`))
   const emit =
     (at: Level) =>
     (msg: string, fields: Fields = {}) => {
       if (RANK[at] < RANK[level]) return
+      if (format === "auto") format = process.stdout.isTTY ? "pretty" : "json"
       write(format === "json" ? jsonLine(now(), at, msg, fields) : prettyLine(now(), at, msg, fields), at)
     }
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") }

@@ -3,7 +3,6 @@
 // can join (GET ?runId=&offset=-1), and a persisted client can hydrate a thread (GET ?threadId=).
 // Only the run's owner may do any of this: the bearer token's holder, or with auth off the browser
 // holding the owner cookie; a reconnect also proves itself with the run's capability in its ids.
-import { createHash, randomBytes } from "node:crypto"
 import { createRunLog, type Logged, type RunLog } from "./log"
 import { answerBuilder, fromWireMessages, type UIMessage } from "./thread"
 
@@ -50,7 +49,9 @@ export type Runs = {
   stats(): { runs: number; live: number; bytes: number }
 }
 
-const hash = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 32)
+const hash = (text: string) => Bun.SHA256.hash(text, "hex").slice(0, 32)
+/** `bytes` random bytes as base64url text (Web Crypto; node:crypto would load Node's streams at start-up). */
+const randomText = (bytes: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("base64url")
 const keyOf = (owner: string, id: string) => `${owner}\n${id}`
 
 export function createRuns(config: RunsConfig): Runs {
@@ -94,7 +95,7 @@ export function createRuns(config: RunsConfig): Runs {
       evict()
       const key = keyOf(owner, input.runId)
       if (runs.has(key)) return "exists"
-      const log = createRunLog({ ...input, capability: randomBytes(12).toString("base64url"), owner }, config.maxRunBytes)
+      const log = createRunLog({ ...input, capability: randomText(12), owner }, config.maxRunBytes)
       runs.set(key, { log, stop: () => {} })
       capabilities.set(log.capability, key)
       const threadKey = keyOf(owner, input.threadId)
@@ -201,7 +202,7 @@ export function ownerOf(request: Request, token: string | undefined): { owner: s
     .map((pair) => pair.trim().split("="))
     .find(([name]) => name === OWNER_COOKIE)?.[1]
   if (cookie && /^[A-Za-z0-9_-]{16,64}$/.test(cookie)) return { owner: `c${hash(cookie)}` }
-  const fresh = randomBytes(18).toString("base64url")
+  const fresh = randomText(18)
   return { owner: `c${hash(fresh)}`, cookie: `${OWNER_COOKIE}=${fresh}; Path=/; HttpOnly; SameSite=Lax; Max-Age=2592000` }
 }
 

@@ -28,24 +28,32 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
   const common = { maxRetries: 0, timeout: config.providerTimeoutMs, fetch, logLevel: "off" as const }
   const anthropicURL = config.anthropic.baseURL ?? "https://api.anthropic.com"
   const openaiURL = config.openai.baseURL ?? "https://api.openai.com/v1"
+  // Each client is made on first use: an SDK client builds its whole resource tree (milliseconds at
+  // start-up), and a configuration rarely needs all four.
   const anthropic = {
-    live: new Anthropic({ ...common, apiKey: config.anthropic.apiKey ?? "unset", baseURL: anthropicURL }),
-    mock: new Anthropic({
-      ...common,
-      apiKey: "mock",
-      baseURL: "http://mock.sidechat.invalid",
-      fetch: mockFetch("anthropic", config.mockDelayMs),
-    }),
+    live: once(() => new Anthropic({ ...common, apiKey: config.anthropic.apiKey ?? "unset", baseURL: anthropicURL })),
+    mock: once(
+      () =>
+        new Anthropic({
+          ...common,
+          apiKey: "mock",
+          baseURL: "http://mock.sidechat.invalid",
+          fetch: mockFetch("anthropic", config.mockDelayMs),
+        }),
+    ),
     own: (apiKey: string) => new Anthropic({ ...common, apiKey, baseURL: anthropicURL }),
   }
   const openai = {
-    live: new OpenAI({ ...common, apiKey: config.openai.apiKey ?? "unset", baseURL: openaiURL }),
-    mock: new OpenAI({
-      ...common,
-      apiKey: "mock",
-      baseURL: "http://mock.sidechat.invalid/v1",
-      fetch: mockFetch("openai", config.mockDelayMs),
-    }),
+    live: once(() => new OpenAI({ ...common, apiKey: config.openai.apiKey ?? "unset", baseURL: openaiURL })),
+    mock: once(
+      () =>
+        new OpenAI({
+          ...common,
+          apiKey: "mock",
+          baseURL: "http://mock.sidechat.invalid/v1",
+          fetch: mockFetch("openai", config.mockDelayMs),
+        }),
+    ),
     own: (apiKey: string) => new OpenAI({ ...common, apiKey, baseURL: openaiURL }),
   }
 
@@ -56,13 +64,18 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
       // The SDK builds, authenticates and sends the request and turns an HTTP error into its
       // APIError; the body is ours to read (upstream/raw.ts).
       if (request.provider === "openai") {
-        const client = key ? openai.own(key) : openai[mode]
+        const client = key ? openai.own(key) : openai[mode]()
         return openaiBatches(await client.chat.completions.create(toOpenAI(request, config), { signal }).asResponse())
       }
-      const client = key && request.provider === "anthropic" ? anthropic.own(key) : anthropic[mode]
+      const client = key && request.provider === "anthropic" ? anthropic.own(key) : anthropic[mode]()
       return anthropicBatches(await client.messages.create(toAnthropic(request, config), { signal }).asResponse())
     },
   }
+}
+
+function once<T>(make: () => T): () => T {
+  let made: T | undefined
+  return () => (made ??= make())
 }
 
 /** How a provider is named in messages to clients. */
