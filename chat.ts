@@ -16,7 +16,7 @@ import { type Providers, providerLabel } from "./upstream"
 import { type Opened, openWithRetries } from "./upstream/attempts"
 import { createDeadline } from "./upstream/deadline"
 import { classifyError, errorPart } from "./upstream/errors"
-import { aguiEvents, aguiFailure, type Transport, wireFor } from "./wire"
+import { aguiEvents, aguiFailure, type RunRef, type Transport, wireFor } from "./wire"
 
 /** What a request has told us so far; `deferred` when a stream will record its end itself. */
 export type Trail = Omit<Outcome, "status" | "end" | "durationMs"> & { begun: number; startedAt: number; deferred: boolean }
@@ -128,6 +128,10 @@ export function createChat(deps: ChatDeps): Chat {
     const parsed = parseChatBody(generation.value, body.value, config, serverTools)
     if (!parsed.ok) return refuse(parsed.error)
     const chatRequest = parsed.value
+    // What the stream needs of the request once it is sent. The closures below keep only this and
+    // `primary`, never `chatRequest`: a long conversation is not held for the length of its answer.
+    const run: RunRef = { model: chatRequest.model, threadId: chatRequest.threadId, runId: chatRequest.runId }
+    const primary = chatRequest.provider
     trail.provider = chatRequest.provider
     trail.model = chatRequest.model
     trail.mocked = providers.modes[chatRequest.provider] === "mock"
@@ -200,7 +204,7 @@ export function createChat(deps: ChatDeps): Chat {
         onRetry: () => trail.retries++,
         // From the fallback on, failures and the log are the fallback's.
         onFallback: (served: ChatRequest) => {
-          trail.fallbackFrom = `${chatRequest.provider}/${chatRequest.model}`
+          trail.fallbackFrom = `${primary}/${run.model}`
           trail.provider = served.provider
           trail.model = served.model
           trail.mocked = providers.modes[served.provider] === "mock"
@@ -210,7 +214,7 @@ export function createChat(deps: ChatDeps): Chat {
       // Every error a stream ends on passes here (converters throw theirs), so the log knows it.
       let error: ErrorPart | undefined
       const classify = (thrown: unknown) => {
-        error = deadline.expired() ?? errorPart(thrown, providerLabel(trail.provider ?? chatRequest.provider))
+        error = deadline.expired() ?? errorPart(thrown, providerLabel(trail.provider ?? primary))
         if (error.code === "internal_error" && !request.signal.aborted) report(`stream failed inside sidechat`, thrown, trail.requestId)
         return error
       }
@@ -282,11 +286,11 @@ export function createChat(deps: ChatDeps): Chat {
         )
         void (async () => {
           try {
-            for await (const events of aguiEvents(batches, context, chatRequest, final, guarded)) started.record(events)
+            for await (const events of aguiEvents(batches, context, run, final, guarded)) started.record(events)
           } catch (thrown) {
             report("stream failed inside sidechat", thrown, trail.requestId)
             error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
-            started.record([aguiFailure(error, chatRequest, final)])
+            started.record([aguiFailure(error, run, final)])
           } finally {
             started.end()
             ended("complete")
@@ -295,12 +299,12 @@ export function createChat(deps: ChatDeps): Chat {
         const headers = { "x-request-id": trail.requestId, ...(ownership.cookie && { "set-cookie": ownership.cookie }) }
         return reading(started.log, -1, request, { sse: transport.value === "sse", heartbeatMs: config.heartbeatMs, headers })
       }
-      return streamResponse(wire.encode(batches, context, chatRequest, final, guarded), {
+      return streamResponse(wire.encode(batches, context, run, final, guarded), {
         trailer: wire.trailer,
         fail: (thrown) => {
           report("stream failed inside sidechat", thrown, trail.requestId)
           error = { type: "error", code: "internal_error", message: "sidechat failed while streaming the response" }
-          return wire.failure(error, context, chatRequest, final) + wire.trailer
+          return wire.failure(error, context, run, final) + wire.trailer
         },
         headers: {
           "content-type": wire.contentType,

@@ -56,8 +56,8 @@ describe("the hot path (raw body → events → parts per read) yields exactly w
       for (const generation of ["legacy", "agui"] as const) {
         const wire = wireFor(generation, "sse")
         // One batch per part and all parts in one batch must frame the same bytes.
-        const single = (await collect(wire.encode(from(parts.map((part) => [part])), fixedCtx(), { ...request, generation }))).join("")
-        const batched = (await collect(wire.encode(from([parts]), fixedCtx(), { ...request, generation }))).join("")
+        const single = (await collect(wire.encode(from(parts.map((part) => [part])), fixedCtx(), request))).join("")
+        const batched = (await collect(wire.encode(from([parts]), fixedCtx(), request))).join("")
         const events = generation === "agui" ? await agui(parts) : await collect(toLegacy(from(parts), fixedCtx(), "fixture-model"))
         expect(single).toBe(events.map(sseFrame).join(""))
         expect(batched).toBe(single)

@@ -15,8 +15,6 @@ export type RetryPolicy = {
 
 export type Opened = {
   parts: AsyncIterable<Part[]>
-  /** The request as finally served: the fallback's provider and model when it took over. */
-  served: ChatRequest
   retries: number
   /** Set when the fallback served the request: the primary's failure that sent it there. */
   fallbackFrom?: { provider: ProviderName; model: string; error: unknown }
@@ -48,7 +46,7 @@ export async function openWithRetries(
   const attempt = async (served: ChatRequest, ownKey: string | undefined): Promise<Opened> => {
     for (let tries = 0; ; tries++) {
       try {
-        return { parts: await providers.open(served, signal, ownKey), served, retries }
+        return { parts: await providers.open(served, signal, ownKey), retries }
       } catch (error) {
         const verdict = retryable(error)
         if (!verdict.retry || tries >= policy.retries || signal.aborted) throw error

@@ -8,15 +8,17 @@ import { legacyEncoder, legacyError } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
 type Extra = (final: Part, model: string) => Record<string, unknown>
+/** What the wire needs of a request: the model asked for and the run's ids (not the messages). */
+export type RunRef = Pick<ChatRequest, "model" | "threadId" | "runId">
 
 export type Wire = {
   /**
    * Batches of parts (one network read each) become strings of framed events, one per batch.
    * `extra` adds to the final event's metadata where the generation has any (AG-UI's `metadata.tanstack`).
    */
-  encode(batches: AsyncIterable<Part[]>, ctx: Ctx, request: ChatRequest, extra?: Extra, guard?: Guard): AsyncIterable<string>
+  encode(batches: AsyncIterable<Part[]>, ctx: Ctx, request: RunRef, extra?: Extra, guard?: Guard): AsyncIterable<string>
   /** The framed final event for a stream whose encoding broke off after it started. */
-  failure(error: ErrorPart, ctx: Ctx, request: ChatRequest, extra?: Extra): string
+  failure(error: ErrorPart, ctx: Ctx, request: RunRef, extra?: Extra): string
   /** Written after the last event of a stream. */
   trailer: string
   /** Written while the provider is quiet; must be invisible to this generation's parser. */
@@ -24,7 +26,7 @@ export type Wire = {
   contentType: string
 }
 
-const runOf = (request: ChatRequest, extra?: Extra) => ({
+const runOf = (request: RunRef, extra?: Extra) => ({
   threadId: request.threadId ?? "",
   runId: request.runId ?? "",
   model: request.model,
@@ -35,14 +37,14 @@ const runOf = (request: ChatRequest, extra?: Extra) => ({
 export function aguiEvents(
   batches: AsyncIterable<Part[]>,
   ctx: Ctx,
-  request: ChatRequest,
+  request: RunRef,
   extra?: Extra,
   guard?: Guard,
 ): AsyncIterable<AguiEvent[]> {
   return encodeEventBatches(batches, aguiEncoder(ctx, runOf(request, extra)), guard)
 }
 
-export function aguiFailure(error: ErrorPart, request: ChatRequest, extra?: Extra): AguiEvent {
+export function aguiFailure(error: ErrorPart, request: RunRef, extra?: Extra): AguiEvent {
   return aguiError(runOf(request, extra), error)
 }
 
