@@ -78,15 +78,25 @@ export function createChat(deps: ChatDeps): Chat {
    */
   let servedSinceCollection = 0
   let collection: ReturnType<typeof setTimeout> | undefined
+  const idle = () => streams.size === 0 && readers === 0
+  /**
+   * Once idle, two full collections half a second apart: the second frees what the first's
+   * finalizers let go of (sockets, native wrappers). After 4,000 streams that is RSS 80 MiB,
+   * against 106 MiB with one (and 65 MiB before they opened).
+   */
   const collectWhenIdle = () => {
     if (servedSinceCollection < IDLE_COLLECTION_AFTER || collection) return
-    collection = setTimeout(() => {
-      collection = undefined
-      if (streams.size || readers) return
-      servedSinceCollection = 0
-      Bun.gc(true)
-    }, 1000)
-    collection.unref?.()
+    const collect = (afterMs: number, then?: () => void) => {
+      collection = setTimeout(() => {
+        collection = undefined
+        if (!idle()) return
+        servedSinceCollection = 0
+        Bun.gc(true)
+        then?.()
+      }, afterMs)
+      collection.unref?.()
+    }
+    collect(1000, () => collect(500))
   }
   /** A run's log as a response, counted until it closes. */
   const reading = (log: RunLog, after: number, request: Request, reader: Reader): Response => {
