@@ -43,6 +43,24 @@ describe("the event-stream parser", () => {
     }).toThrow(SyntaxError)
   })
 
+  test("UTF-8 cut between reads, valid or not, decodes as the whole body would", () => {
+    // Valid sequences of every length, and broken ones: a stray continuation, a cut-short lead, an invalid lead.
+    const pieces = [[0x61], [0xc3, 0xa9], [0xe2, 0x82, 0xac], [0xf0, 0x9f, 0x91, 0x8b], [0x80], [0xe2, 0x82], [0xff], [0xf0, 0x80, 0x80]]
+    let seed = 7
+    const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647
+    for (let round = 0; round < 50; round++) {
+      const content = Array.from({ length: 12 }, () => pieces[Math.floor(random() * pieces.length)] as number[]).flat()
+      const bytes = new Uint8Array([...encoder.encode("data: "), ...content, 10, 10])
+      const whole = new TextDecoder().decode(new Uint8Array(content))
+      for (const size of [1, 2, 3, 4, 5]) {
+        const parser = createEventParser()
+        const events: SseEvent[] = []
+        for (let at = 0; at < bytes.length; at += size) events.push(...parser.push(bytes.subarray(at, at + size)))
+        expect(events).toEqual([{ data: whole }])
+      }
+    }
+  })
+
   test("a CR that ends one read still pairs with an LF after an empty read", () => {
     const parser = createEventParser()
     const events = [
