@@ -24,16 +24,17 @@ export type StreamOptions = {
 }
 
 /**
- * Streams framed events as a Response. Frames produced in the same turn of the event loop are
- * written as one chunk. A client's departure (the
- * body cancelled or the request aborted) returns the source iterator, so every generator's
- * `finally` upstream runs. A throw from the source ends the stream with `fail`'s bytes, never a cut.
+ * Streams framed events as a Response. What one synchronous step writes (a network read's batch of
+ * frames) leaves as one chunk, in a microtask right after it: not in a later turn of the event
+ * loop, where it would wait behind every other stream's read (under 100 paced streams that wait
+ * doubled the added latency per token, p50 and p99). A client's departure (the body cancelled or
+ * the request aborted) returns the source iterator, so every generator's `finally` upstream runs. A throw from the source ends the stream with `fail`'s bytes, never a cut.
  */
 export function streamResponse(frames: AsyncIterable<string>, options: StreamOptions): Response {
   const iterator = frames[Symbol.asyncIterator]()
   let controller: ReadableStreamDefaultController<Uint8Array>
   let buffer = ""
-  let scheduled: ReturnType<typeof setImmediate> | undefined
+  let scheduled = false
   let lastWrite = performance.now()
   let timer: ReturnType<typeof setInterval> | undefined
   let wake: (() => void) | undefined
@@ -43,7 +44,6 @@ export function streamResponse(frames: AsyncIterable<string>, options: StreamOpt
     if (closed) return false
     closed = true
     clearInterval(timer)
-    clearImmediate(scheduled)
     options.signal?.removeEventListener("abort", leave)
     wake?.()
     options.onClose?.(end, error)
@@ -55,7 +55,7 @@ export function streamResponse(frames: AsyncIterable<string>, options: StreamOpt
     iterator.return?.().catch(() => {})
   }
   const flush = () => {
-    scheduled = undefined
+    scheduled = false
     if (!buffer || closed) return
     // Buffer.from encodes UTF-8 about four times faster than TextEncoder here.
     const chunk = Buffer.from(buffer, "utf8")
@@ -69,7 +69,9 @@ export function streamResponse(frames: AsyncIterable<string>, options: StreamOpt
   }
   const write = (text: string) => {
     buffer += text
-    scheduled ??= setImmediate(flush)
+    if (scheduled) return
+    scheduled = true
+    queueMicrotask(flush)
   }
   const close = (end: StreamEnd, error?: unknown) => {
     flush()
