@@ -63,19 +63,31 @@ export type LegacyRequest = Static<typeof LegacyRequest>
 export type Invalid = { path: string; message: string }
 export type Checked<V> = { ok: true; value: V } | { ok: false; error: Invalid }
 
+/** Each validator's compile step, in the order they were made (see `compileNext`). */
+const compileSteps: (() => void)[] = []
+
 /**
- * Compiles a schema once, on first use (compiling them all up front took about 8 ms of start-up);
- * the returned check names the first failing path and why.
+ * Compiles a schema once, on first use or when `compileNext` reaches it (compiling them all up
+ * front took about 8 ms of start-up); the returned check names the first failing path and why.
  */
 export function validator<S extends TSchema>(schema: S): (value: unknown) => Checked<Static<S>> {
   let compiled: TypeCheck<S> | undefined
+  const compile = () => (compiled ??= TypeCompiler.Compile(schema))
+  compileSteps.push(compile)
   return (value) => {
-    compiled ??= TypeCompiler.Compile(schema)
-    if (compiled.Check(value)) return { ok: true, value }
-    const first = compiled.Errors(value).First()
+    const check = compile()
+    if (check.Check(value)) return { ok: true, value }
+    const first = check.Errors(value).First()
     if (!first) return { ok: false, error: { path: "", message: "invalid" } }
     return { ok: false, error: { path: toPath(first.path), message: describe(first.schema, first.value, first.message) } }
   }
+}
+
+/** Compiles the next validator not compiled yet, for warming up between requests; false when none is left. */
+export function compileNext(): boolean {
+  const step = compileSteps.shift()
+  step?.()
+  return step !== undefined
 }
 
 /** `/messages/0/role` → `messages[0].role`. */

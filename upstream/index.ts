@@ -19,6 +19,8 @@ export type Providers = {
    */
   open(request: ChatRequest, signal: AbortSignal, key?: string): Promise<AsyncIterable<Part[]>>
   modes: Record<ProviderName, "live" | "mock" | "off">
+  /** Makes the clients this configuration uses now, rather than on their first request. */
+  warm?(): void
 }
 
 export function createProviders(config: Config, fetch: Fetch = createTransport({ stallMs: config.providerStallMs })): Providers {
@@ -63,6 +65,10 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
 
   return {
     modes,
+    warm() {
+      if (modes.anthropic !== "off") anthropic[modes.anthropic === "live" ? "live" : "mock"]()
+      if (modes.openai !== "off") openai[modes.openai === "live" ? "live" : "mock"]()
+    },
     async open(request, signal, key) {
       const mode = modes[request.provider] === "live" ? "live" : "mock"
       // The SDK builds, authenticates and sends the request and turns an HTTP error into its
