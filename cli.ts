@@ -32,7 +32,7 @@ export type Command =
   | { kind: "version" }
   | { kind: "error"; message: string }
 
-/** The flags that take no value; each long name is the key it is read by. */
+/** The flags that take no value, by name; short ones may be grouped (`-hv`). */
 const SWITCHES: Record<string, string> = {
   "-h": "help",
   "--help": "help",
@@ -43,21 +43,29 @@ const SWITCHES: Record<string, string> = {
 }
 
 /**
- * `--flag value`, `--flag=value` and the switches above, nothing else. Written here rather than
- * taken from node:util's parseArgs, because loading node:util costs about 5 ms before the port is bound.
+ * `--flag value`, `--flag=value`, the switches above, and `--` to end the flags (nothing may
+ * follow it). Written here rather than taken from node:util's parseArgs, because loading node:util
+ * costs about 5 ms before the port is bound. As parseArgs does, a separate value may not start
+ * with a dash: `--port -1` is refused, `--port=-1` is a value.
  */
 function parseFlags(argv: string[]): { values: Record<string, string | true> } | { error: string } {
   const values: Record<string, string | true> = {}
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
+    if (arg === "--") {
+      const rest = argv[i + 1]
+      return rest === undefined ? { values } : { error: `unexpected argument '${rest}'` }
+    }
     const eq = arg.startsWith("--") ? arg.indexOf("=") : -1
     const name = eq === -1 ? arg : arg.slice(0, eq)
-    if (name in SWITCHES) {
+    const grouped = /^-[a-z]{2,}$/.test(name) ? [...name.slice(1)].map((letter) => `-${letter}`) : [name]
+    if (grouped.every((one) => Object.hasOwn(SWITCHES, one))) {
       if (eq !== -1) return { error: `${name} takes no value` }
-      values[SWITCHES[name] as string] = true
-    } else if (name.startsWith("--") && name.slice(2) in FLAGS) {
+      for (const one of grouped) values[SWITCHES[one] as string] = true
+    } else if (name.startsWith("--") && Object.hasOwn(FLAGS, name.slice(2))) {
       const value = eq === -1 ? argv[++i] : arg.slice(eq + 1)
-      if (value === undefined || (eq === -1 && value.startsWith("--"))) return { error: `${name} needs a value` }
+      if (value === undefined || (eq === -1 && value.startsWith("-")))
+        return { error: `${name} needs a value${value === undefined ? "" : ` (${name}=${value} for one that starts with a dash)`}` }
       values[name.slice(2)] = value
     } else {
       return { error: arg.startsWith("-") ? `unknown flag ${name}` : `unexpected argument '${arg}'` }

@@ -140,7 +140,15 @@ describe("config", () => {
       return command.kind === "error" ? command.message : command.kind
     }
     expect(problem(["--port"])).toBe("--port needs a value; see --help")
-    expect(problem(["--port", "--mock", "all"])).toBe("--port needs a value; see --help")
+    expect(problem(["--port", "--mock", "all"])).toBe("--port needs a value (--port=--mock for one that starts with a dash); see --help")
+    expect(problem(["--port", "-1"])).toBe("--port needs a value (--port=-1 for one that starts with a dash); see --help")
+    expect(serve(["--port=-1"]).env.PORT).toBe("-1")
+    expect(serve(["--port", "2", "--"]).env.PORT).toBe("2")
+    expect(problem(["--", "--port"])).toBe("unexpected argument '--port'; see --help")
+    expect(parseCommand(["-vh"], {}).kind).toBe("help")
+    expect(problem(["-hx"])).toBe("unknown flag -hx; see --help")
+    for (const inherited of ["constructor", "--constructor", "--__proto__=x", "--toString", "__proto__"])
+      expect(problem([inherited, "x"])).not.toBe("serve")
     expect(problem(["--help=yes"])).toBe("--help takes no value; see --help")
     expect(problem(["--nope", "1"])).toBe("unknown flag --nope; see --help")
     expect(problem(["-x"])).toBe("unknown flag -x; see --help")

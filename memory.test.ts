@@ -46,8 +46,13 @@ test.each(["legacy", "agui"] as const)("%s: an open stream does not hold its req
         })
         if (response.status !== 200) throw new Error(await response.text())
         const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+        const decoder = new TextDecoder()
         let seen = ""
-        while (!seen.includes("Grüße")) seen += new TextDecoder().decode((await reader.read()).value)
+        while (!seen.includes("Grüße")) {
+          const { done, value } = await reader.read()
+          if (done) throw new Error(`the stream ended before its first text: ${seen}`)
+          seen += decoder.decode(value, { stream: true })
+        }
         return reader
       }),
     )
