@@ -27,7 +27,8 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true })
   // Always rebuilt: a binary left over from older code would test that code.
   expect(await Bun.spawn([process.execPath, "run", "build"], { cwd: import.meta.dir, stdout: "ignore" }).exited).toBe(0)
-})
+  // The build takes 3 s on a quiet machine; the default 5 s was too little beside other tests.
+}, 60_000)
 afterAll(async () => {
   await browser?.close()
   fake?.stop()
