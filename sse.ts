@@ -36,14 +36,14 @@ export function streamResponse(frames: AsyncIterable<string>, options: StreamOpt
   let buffer = ""
   let scheduled = false
   let lastWrite = performance.now()
-  let timer: ReturnType<typeof setInterval> | undefined
+  let stopBeating: (() => void) | undefined
   let wake: (() => void) | undefined
   let closed = false
 
   const finish = (end: StreamEnd, error?: unknown) => {
     if (closed) return false
     closed = true
-    clearInterval(timer)
+    stopBeating?.()
     options.signal?.removeEventListener("abort", leave)
     wake?.()
     options.onClose?.(end, error)
@@ -108,9 +108,9 @@ export function streamResponse(frames: AsyncIterable<string>, options: StreamOpt
       controller = c
       if (options.signal?.aborted) return leave()
       options.signal?.addEventListener("abort", leave, { once: true })
-      timer = setInterval(() => {
+      stopBeating = everyBeat(options.heartbeatMs / 2, () => {
         if (!buffer && performance.now() - lastWrite >= options.heartbeatMs) write(options.heartbeat)
-      }, options.heartbeatMs / 2)
+      })
       void pump()
     },
     pull() {
@@ -122,6 +122,30 @@ export function streamResponse(frames: AsyncIterable<string>, options: StreamOpt
     },
   })
   return new Response(body, { headers: options.headers })
+}
+
+/** The heartbeat checks of every open stream, by interval: one timer per interval, not one per stream. */
+const beats = new Map<number, { checks: Set<() => void>; timer: ReturnType<typeof setInterval> }>()
+
+/** Runs `check` every `everyMs` until the returned function is called. */
+function everyBeat(everyMs: number, check: () => void): () => void {
+  let group = beats.get(everyMs)
+  if (!group) {
+    const checks = new Set<() => void>()
+    const timer = setInterval(() => {
+      for (const each of checks) each()
+    }, everyMs)
+    group = { checks, timer }
+    beats.set(everyMs, group)
+  }
+  const { checks, timer } = group
+  checks.add(check)
+  return () => {
+    checks.delete(check)
+    if (checks.size) return
+    clearInterval(timer)
+    beats.delete(everyMs)
+  }
 }
 
 function safely(render: () => string): string {
