@@ -6,7 +6,7 @@ import { collect, expectJsonl, fixtureNames, from, replay, replayRaw } from "./f
 import { type Part, fixedCtx } from "./parts"
 import { type ChatRequest, REDACTED_PREFIX } from "./request"
 import { type AguiEvent, toAgui } from "./wire/agui"
-import { sseFrame } from "./sse"
+import { ndjsonFrame, sseFrame } from "./sse"
 import { wireFor } from "./wire"
 import { toLegacy } from "./wire/legacy"
 
@@ -53,17 +53,44 @@ describe("the hot path (raw body → events → parts per read) yields exactly w
         threadId: "T",
         runId: "R",
       }
-      for (const generation of ["legacy", "agui"] as const) {
-        const wire = wireFor(generation, "sse")
+      for (const [generation, transport] of [
+        ["legacy", "sse"],
+        ["agui", "sse"],
+        ["agui", "ndjson"],
+      ] as const) {
+        const wire = wireFor(generation, transport)
+        const frame = transport === "sse" ? sseFrame : ndjsonFrame
         // One batch per part and all parts in one batch must frame the same bytes.
         const single = (await collect(wire.encode(from(parts.map((part) => [part])), fixedCtx(), request))).join("")
         const batched = (await collect(wire.encode(from([parts]), fixedCtx(), request))).join("")
         const events = generation === "agui" ? await agui(parts) : await collect(toLegacy(from(parts), fixedCtx(), "fixture-model"))
-        expect(single).toBe(events.map(sseFrame).join(""))
+        expect(single).toBe(events.map(frame).join(""))
         expect(batched).toBe(single)
       }
     }
   })
+})
+
+test("AG-UI text that needs escaping, or not, frames as JSON.stringify frames it", async () => {
+  const texts = [
+    "plain words ",
+    'a "quote"',
+    "back\\slash",
+    "line\nbreak\ttab",
+    "\u0001\u001f",
+    "東京 👋🏽",
+    "\ud83d",
+    "\u2028\u2029",
+    "",
+    "ü",
+  ]
+  const parts: Part[] = texts.map((delta) => ({ type: "text", delta }))
+  const request = { model: "fixture-model", threadId: "T", runId: "R" }
+  for (const transport of ["sse", "ndjson"] as const) {
+    const framed = (await collect(wireFor("agui", transport).encode(from(parts.map((part) => [part])), fixedCtx(), request))).join("")
+    const events = await collect(toAgui(from(parts), fixedCtx(), { threadId: "T", runId: "R", model: "fixture-model" }))
+    expect(framed).toBe(events.map(transport === "sse" ? sseFrame : ndjsonFrame).join(""))
+  }
 })
 
 describe("legacy chunks match the stored expectations", () => {

@@ -124,3 +124,26 @@ function wireUsage(usage: Usage) {
     ...(usage.reasoningTokens !== undefined && { reasoningTokens: usage.reasoningTokens }),
   }
 }
+
+/** What JSON.stringify would escape in a string: quotes, backslashes, control characters, surrogates. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+
+/**
+ * Frames AG-UI events with `frame`, except text content, the bulk of an answer: when its text needs
+ * no escaping, that frame is put together from strings, the same bytes JSON.stringify gives for the
+ * event as `aguiEncoder` builds it (type, messageId, delta), without walking an object per token.
+ */
+export function aguiFramer(frame: (event: AguiEvent) => string, before: string, after: string): (event: AguiEvent) => string {
+  let id: unknown
+  let head = ""
+  return (event) => {
+    if (event.type !== "TEXT_MESSAGE_CONTENT") return frame(event)
+    const { messageId, delta } = event
+    if (typeof delta !== "string" || NEEDS_ESCAPE.test(delta)) return frame(event)
+    if (messageId !== id) {
+      id = messageId
+      head = `${before}{"type":"TEXT_MESSAGE_CONTENT","messageId":${JSON.stringify(messageId)},"delta":"`
+    }
+    return `${head}${delta}"}${after}`
+  }
+}

@@ -2,7 +2,7 @@
 import type { Ctx, ErrorPart, Part } from "../parts"
 import type { ChatRequest, Generation } from "../request"
 import { ndjsonFrame, sseFrame } from "../sse"
-import { type AguiEvent, aguiEncoder, aguiError } from "./agui"
+import { type AguiEvent, aguiEncoder, aguiError, aguiFramer } from "./agui"
 import { encodeBatches, encodeEventBatches, type Guard } from "./encoder"
 import { legacyEncoder, legacyError } from "./legacy"
 
@@ -69,7 +69,13 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       // Current clients skip comment lines; NDJSON readers skip blank ones. Never `[DONE]` or
       // `id:` here: the first stops reading, the second turns on resumability (WIRE.md §6.7-8).
       return {
-        encode: (batches, ctx, request, extra, guard) => encodeBatches(batches, aguiEncoder(ctx, runOf(request, extra)), frame, guard),
+        encode: (batches, ctx, request, extra, guard) =>
+          encodeBatches(
+            batches,
+            aguiEncoder(ctx, runOf(request, extra)),
+            aguiFramer(frame, sse ? "data: " : "", sse ? "\n\n" : "\n"),
+            guard,
+          ),
         failure: (error, _ctx, request, extra) => frame(aguiError(runOf(request, extra), error)),
         trailer: "",
         heartbeat: sse ? ": ping\n\n" : "\n",
