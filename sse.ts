@@ -28,7 +28,8 @@ export type StreamOptions = {
  * frames) leaves as one chunk, in a microtask right after it: not in a later turn of the event
  * loop, where it would wait behind every other stream's read (under 100 paced streams that wait
  * doubled the added latency per token, p50 and p99). A client's departure (the body cancelled or
- * the request aborted) returns the source iterator, so every generator's `finally` upstream runs. A throw from the source ends the stream with `fail`'s bytes, never a cut.
+ * the request aborted) returns the source iterator, so every generator's `finally` upstream runs.
+ * A throw from the source ends the stream with `fail`'s bytes, never a cut.
  */
 export function streamResponse(frames: AsyncIterable<string>, options: StreamOptions): Response {
   const iterator = frames[Symbol.asyncIterator]()
