@@ -64,8 +64,8 @@ function parseFlags(argv: string[]): { values: Record<string, string | true> } |
       for (const one of grouped) values[SWITCHES[one] as string] = true
     } else if (name.startsWith("--") && Object.hasOwn(FLAGS, name.slice(2))) {
       const value = eq === -1 ? argv[++i] : arg.slice(eq + 1)
-      if (value === undefined || (eq === -1 && value.startsWith("-")))
-        return { error: `${name} needs a value${value === undefined ? "" : ` (${name}=${value} for one that starts with a dash)`}` }
+      if (value === undefined || (eq === -1 && value.startsWith("--"))) return { error: `${name} needs a value` }
+      if (eq === -1 && value.startsWith("-")) return { error: `${name} needs a value (${name}=${value} for one that starts with a dash)` }
       values[name.slice(2)] = value
     } else {
       return { error: arg.startsWith("-") ? `unknown flag ${name}` : `unexpected argument '${arg}'` }
