@@ -11,7 +11,11 @@ const options = { headers: {}, trailer: "", fail: () => "", heartbeat: "hb\n", h
 /** Reads a body until `count` heartbeats have arrived. */
 async function heartbeats(reader: ReadableStreamDefaultReader<Uint8Array>, count: number) {
   let text = ""
-  while (text.split("hb\n").length - 1 < count) text += new TextDecoder().decode((await reader.read()).value)
+  while (text.split("hb\n").length - 1 < count) {
+    const { done, value } = await reader.read()
+    if (done) throw new Error(`the stream ended after: ${text}`)
+    text += new TextDecoder().decode(value)
+  }
   return text
 }
 

@@ -1,10 +1,16 @@
 // Framing and the streamed Response: events in, bytes out, heartbeats while the source is quiet.
 
+/** Frames one event: its JSON between `before` and `after` (which a caller may use to frame JSON it already has). */
+export type Frame = ((event: unknown) => string) & { before: string; after: string }
+
+const framing = (before: string, after: string): Frame =>
+  Object.assign((event: unknown) => `${before}${JSON.stringify(event)}${after}`, { before, after })
+
 /** One event as one `data:` line (with the space legacy clients require) and a blank line, LF only. */
-export const sseFrame = (event: unknown) => `data: ${JSON.stringify(event)}\n\n`
+export const sseFrame = framing("data: ", "\n\n")
 
 /** One event per line for `fetchHttpStream`. */
-export const ndjsonFrame = (event: unknown) => `${JSON.stringify(event)}\n`
+export const ndjsonFrame = framing("", "\n")
 
 export type StreamEnd = "complete" | "cancelled" | "failed"
 

@@ -30,12 +30,12 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
   const common = { maxRetries: 0, timeout: config.providerTimeoutMs, fetch, logLevel: "off" as const }
   const anthropicURL = config.anthropic.baseURL ?? "https://api.anthropic.com"
   const openaiURL = config.openai.baseURL ?? "https://api.openai.com/v1"
-  // Each client is made on first use: an SDK client builds its whole resource tree (milliseconds at
-  // start-up), and a configuration rarely needs all four.
   // The Anthropic SDK's own OpenTelemetry spans would go to the global tracer provider, which
   // sidechat never registers (observe/trace.ts has its own): building them was about 4% of a
   // request's CPU for nothing.
   const anthropicCommon = { ...common, openTelemetry: false as const }
+  // Each client is made on first use: an SDK client builds its whole resource tree (milliseconds at
+  // start-up), and a configuration rarely needs all four.
   const anthropic = {
     live: once(() => new Anthropic({ ...anthropicCommon, apiKey: config.anthropic.apiKey ?? "unset", baseURL: anthropicURL })),
     mock: once(
@@ -63,14 +63,17 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
     own: (apiKey: string) => new OpenAI({ ...common, apiKey, baseURL: openaiURL }),
   }
 
+  /** Which of a provider's clients serves it: the live one, or the mock (the mock provider included). */
+  const modeOf = (provider: ProviderName) => (modes[provider] === "live" ? "live" : "mock")
+
   return {
     modes,
     warm() {
-      if (modes.anthropic !== "off") anthropic[modes.anthropic === "live" ? "live" : "mock"]()
-      if (modes.openai !== "off") openai[modes.openai === "live" ? "live" : "mock"]()
+      if (modes.anthropic !== "off") anthropic[modeOf("anthropic")]()
+      if (modes.openai !== "off") openai[modeOf("openai")]()
     },
     async open(request, signal, key) {
-      const mode = modes[request.provider] === "live" ? "live" : "mock"
+      const mode = modeOf(request.provider)
       // The SDK builds, authenticates and sends the request and turns an HTTP error into its
       // APIError; the body is ours to read (upstream/raw.ts).
       if (request.provider === "openai") {

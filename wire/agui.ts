@@ -3,6 +3,7 @@ import type { Ctx, ErrorPart, Part, Usage } from "../parts"
 import { unreachable } from "../parts"
 import { type Encoder, encodeParts } from "./encoder"
 import { REDACTED_PREFIX } from "../request"
+import type { Frame } from "../sse"
 
 export type AguiEvent = { type: string } & Record<string, unknown>
 
@@ -133,7 +134,8 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
  * no escaping, that frame is put together from strings, the same bytes JSON.stringify gives for the
  * event as `aguiEncoder` builds it (type, messageId, delta), without walking an object per token.
  */
-export function aguiFramer(frame: (event: AguiEvent) => string, before: string, after: string): (event: AguiEvent) => string {
+export function aguiFramer(frame: Frame): (event: AguiEvent) => string {
+  const { before, after } = frame
   let id: unknown
   let head = ""
   return (event) => {

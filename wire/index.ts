@@ -70,12 +70,7 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
       // `id:` here: the first stops reading, the second turns on resumability (WIRE.md §6.7-8).
       return {
         encode: (batches, ctx, request, extra, guard) =>
-          encodeBatches(
-            batches,
-            aguiEncoder(ctx, runOf(request, extra)),
-            aguiFramer(frame, sse ? "data: " : "", sse ? "\n\n" : "\n"),
-            guard,
-          ),
+          encodeBatches(batches, aguiEncoder(ctx, runOf(request, extra)), aguiFramer(frame), guard),
         failure: (error, _ctx, request, extra) => frame(aguiError(runOf(request, extra), error)),
         trailer: "",
         heartbeat: sse ? ": ping\n\n" : "\n",
