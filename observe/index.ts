@@ -25,7 +25,7 @@ type Sources = {
   /** 1 while the shared Redis is reachable, 0 while not; absent without REDIS_URL. */
   redisUp?: () => number
   /** Resumable runs held and their logged bytes; absent with RESUMABLE off. */
-  runs?: () => { runs: number; live: number; bytes: number }
+  runs?: () => { runs: number; live: number; bytes: number; threads: number; threadBytes: number }
 }
 
 /** Models that may become a metric label beyond the configured ones; the rest count as `other`. */
@@ -44,6 +44,12 @@ export function createObserver(options: { config: Config; logger: Logger; prices
     registry.gauge("sidechat_resumable_runs", "Resumable runs held in this process.", () => sources.runs?.().runs ?? 0)
     registry.gauge("sidechat_resumable_live_runs", "Resumable runs still streaming.", () => sources.runs?.().live ?? 0)
     registry.gauge("sidechat_resumable_log_bytes", "Event JSON held in resumable run logs.", () => sources.runs?.().bytes ?? 0)
+    registry.gauge("sidechat_resumable_threads", "Threads held for hydration.", () => sources.runs?.().threads ?? 0)
+    registry.gauge(
+      "sidechat_resumable_thread_bytes",
+      "Text held in those threads' messages and answers.",
+      () => sources.runs?.().threadBytes ?? 0,
+    )
   }
   const requests = registry.counter("sidechat_requests_total", "HTTP requests by route, status, wire generation and transport.")
   const endings = registry.counter("sidechat_stream_endings_total", "Chat requests by how they ended.")

@@ -4,7 +4,7 @@
 // Only the run's owner may do any of this: the bearer token's holder, or with auth off the browser
 // holding the owner cookie; a reconnect also proves itself with the run's capability in its ids.
 import { createRunLog, type Logged, type RunLog } from "./log"
-import { answerBuilder, fromWireMessages, type UIMessage } from "./thread"
+import { type AnswerBuilder, answerBuilder, fromWireMessages, sizeOf, type UIMessage } from "./thread"
 
 export type { RunLog } from "./log"
 
@@ -27,7 +27,8 @@ export type Started = {
   claim: () => Promise<boolean>
 }
 type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void; timer?: ReturnType<typeof setTimeout> }
-type Thread = { messages: UIMessage[]; answer?: UIMessage; activeRun?: string; touched: number }
+/** `bytes`: what the messages weigh (the answer counts its own). */
+type Thread = { messages: UIMessage[]; bytes: number; answer?: AnswerBuilder; activeRun?: string; touched: number }
 
 export type Runs = {
   config: RunsConfig
@@ -45,8 +46,8 @@ export type Runs = {
   stop(owner: string, runId: string): boolean | Promise<boolean>
   /** `at`: when the thread last changed, so two copies (instances) can be told apart. */
   thread(owner: string, threadId: string): Maybe<{ messages: UIMessage[]; activeRun: string | undefined; at?: number }>
-  /** Runs held right now, and their bytes (metrics, /ready). */
-  stats(): { runs: number; live: number; bytes: number }
+  /** Runs and threads held right now, and their bytes (metrics, /ready). */
+  stats(): { runs: number; live: number; bytes: number; threads: number; threadBytes: number }
 }
 
 const hash = (text: string) => Bun.SHA256.hash(text, "hex").slice(0, 32)
@@ -64,7 +65,16 @@ export function createRuns(config: RunsConfig): Runs {
     if (entry) capabilities.delete(entry.log.capability)
     runs.delete(key)
   }
-  /** Finished runs past their TTL go; then the oldest finished ones while over the total cap. Live runs stay. */
+  const threadBytes = (thread: Thread) => thread.bytes + (thread.answer?.bytes() ?? 0)
+  /** Whether the thread's run is still streaming: its thread stays, whatever its age or the cap. */
+  const busy = (key: string, thread: Thread) => {
+    const run = thread.activeRun && runs.get(keyOf(key.slice(0, key.indexOf("\n")), thread.activeRun))
+    return run ? !run.log.ended() : false
+  }
+  /**
+   * Finished runs past their TTL go, and threads untouched for as long; then, while logs and threads
+   * together are over the cap, the oldest finished runs and idle threads. Live runs and their threads stay.
+   */
   const evict = () => {
     const now = Date.now()
     let total = 0
@@ -73,18 +83,24 @@ export function createRuns(config: RunsConfig): Runs {
       if (endedAt !== undefined && now - endedAt > config.ttlMs) drop(key)
       else total += log.bytes()
     }
-    if (total > config.maxBytes) {
-      const finished = [...runs].filter(([, { log }]) => log.ended()).sort((a, b) => (a[1].log.endedAt() ?? 0) - (b[1].log.endedAt() ?? 0))
-      for (const [key, { log }] of finished) {
-        if (total <= config.maxBytes) break
-        total -= log.bytes()
-        drop(key)
-      }
+    for (const [key, thread] of threads) {
+      if (now - thread.touched > config.ttlMs && !busy(key, thread)) threads.delete(key)
+      else total += threadBytes(thread)
     }
-    // A thread outlives its last run by the TTL; one whose run never ended (a crash) goes after the TTL too.
+    if (total <= config.maxBytes) return
+    const idle: { at: number; bytes: number; forget: () => void }[] = []
+    for (const [key, { log }] of runs) {
+      const endedAt = log.endedAt()
+      if (endedAt !== undefined) idle.push({ at: endedAt, bytes: log.bytes(), forget: () => drop(key) })
+    }
     for (const [key, thread] of threads)
-      if (now - thread.touched > config.ttlMs && !(thread.activeRun && runs.has(keyOf(key.split("\n")[0] ?? "", thread.activeRun))))
-        threads.delete(key)
+      if (!busy(key, thread)) idle.push({ at: thread.touched, bytes: threadBytes(thread), forget: () => threads.delete(key) })
+    idle.sort((a, b) => a.at - b.at)
+    for (const { bytes, forget } of idle) {
+      if (total <= config.maxBytes) break
+      total -= bytes
+      forget()
+    }
   }
   const sweeper = setInterval(evict, Math.min(60_000, Math.max(1000, config.ttlMs / 4)))
   sweeper.unref?.()
@@ -92,21 +108,28 @@ export function createRuns(config: RunsConfig): Runs {
   return {
     config,
     start(owner, input) {
-      evict()
       const key = keyOf(owner, input.runId)
-      if (runs.has(key)) return "exists"
+      const endedAt = runs.get(key)?.log.endedAt()
+      // An id is taken until its run expires (the sweeper may not have dropped it yet).
+      if (endedAt !== undefined && Date.now() - endedAt > config.ttlMs) drop(key)
+      else if (runs.has(key)) return "exists"
       const log = createRunLog({ ...input, capability: randomText(12), owner }, config.maxRunBytes)
-      runs.set(key, { log, stop: () => {} })
+      const entry: Entry = { log, stop: () => {} }
+      runs.set(key, entry)
       capabilities.set(log.capability, key)
       const threadKey = keyOf(owner, input.threadId)
       const answer = answerBuilder(`${input.runId}-answer`)
+      const messages = fromWireMessages(input.messages)
       const thread: Thread = {
-        messages: fromWireMessages(input.messages),
-        answer: answer.message,
+        messages,
+        bytes: sizeOf(messages),
+        answer,
         activeRun: input.runId,
         touched: Date.now(),
       }
       threads.set(threadKey, thread)
+      // With this run's messages counted: a long history may push older runs and threads out.
+      evict()
       return {
         log,
         record(events) {
@@ -120,13 +143,16 @@ export function createRuns(config: RunsConfig): Runs {
         },
         end() {
           log.end()
-          clearTimeout(runs.get(key)?.timer)
+          clearTimeout(entry.timer)
+          // The stream is over: nothing of it (its stop reaches all of it) is kept for the TTL.
+          entry.timer = undefined
+          entry.stop = () => {}
           if (thread.activeRun === input.runId) thread.activeRun = undefined
           thread.touched = Date.now()
         },
         claim: async () => true,
         discard() {
-          clearTimeout(runs.get(key)?.timer)
+          clearTimeout(entry.timer)
           drop(key)
           log.end()
           if (thread.activeRun === input.runId) thread.activeRun = undefined
@@ -135,7 +161,7 @@ export function createRuns(config: RunsConfig): Runs {
     },
     control(log, stop, readElsewhere) {
       const entry = runs.get(keyOf(log.owner, log.runId))
-      if (entry?.log !== log) return
+      if (entry?.log !== log || log.ended()) return
       entry.stop = stop
       // Until a reader attaches, and whenever the last one leaves, the grace period runs.
       let readers = 0
@@ -146,7 +172,7 @@ export function createRuns(config: RunsConfig): Runs {
           // A reader may have come (or this timer been replaced) while Redis was asked.
           if (entry.timer !== timer || readers > 0 || log.ended()) return
           if (elsewhere) entry.timer = abandon()
-          else stop("abandoned")
+          else entry.stop("abandoned")
         }, config.graceMs)
         return timer
       }
@@ -173,7 +199,8 @@ export function createRuns(config: RunsConfig): Runs {
       if (!thread) return undefined
       const active = thread.activeRun && runs.get(keyOf(owner, thread.activeRun))
       if (thread.activeRun && (!active || active.log.ended())) thread.activeRun = undefined
-      const answered = thread.answer?.parts.length ? [thread.answer] : []
+      const answer = thread.answer?.message()
+      const answered = answer?.parts.length ? [answer] : []
       return { messages: [...thread.messages, ...answered], activeRun: thread.activeRun, at: thread.touched }
     },
     stats() {
@@ -183,7 +210,9 @@ export function createRuns(config: RunsConfig): Runs {
         if (!log.ended()) live++
         bytes += log.bytes()
       }
-      return { runs: runs.size, live, bytes }
+      let held = 0
+      for (const thread of threads.values()) held += threadBytes(thread)
+      return { runs: runs.size, live, bytes, threads: threads.size, threadBytes: held }
     },
   }
 }

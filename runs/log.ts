@@ -27,9 +27,17 @@ export type RunLog = {
   onReaders(listener: (readers: number) => void): void
 }
 
-/** A log that drops its oldest events past `maxBytes`; the events a live reader needs are never lost. */
+/** Events sealed together into one string: a long run is a few hundred strings, not tens of thousands. */
+const BLOCK = 64
+
+/**
+ * A log that drops its oldest events past `maxBytes`; the events a live reader needs are never lost.
+ * Events wait in `open` until a block is full, then are joined by newlines (never inside JSON
+ * text) into one sealed string, which a reader splits again only when it reads that far back.
+ */
 export function createRunLog(meta: { runId: string; threadId: string; capability: string; owner: string }, maxBytes: number): RunLog {
-  const events: string[] = []
+  const sealed: string[] = []
+  let open: string[] = []
   let first = 0
   let size = 0
   let done = false
@@ -46,18 +54,45 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
     readers += delta
     for (const listener of listeners) listener(readers)
   }
+  const held = () => sealed.length * BLOCK + open.length
+  /** Events `from` to `to` (exclusive), each sealed block they reach split once. */
+  const range = (from: number, to: number): Logged[] => {
+    const out: Logged[] = []
+    let block = -1
+    let split: string[] = []
+    for (let seq = from; seq < to; seq++) {
+      const at = seq - first
+      const inBlock = Math.floor(at / BLOCK)
+      if (inBlock < sealed.length) {
+        if (inBlock !== block) split = (sealed[(block = inBlock)] as string).split("\n")
+        out.push({ seq, json: split[at % BLOCK] as string })
+      } else out.push({ seq, json: open[at - sealed.length * BLOCK] as string })
+    }
+    return out
+  }
 
   return {
     ...meta,
     append(batch) {
       if (done || !batch.length) return
       for (const json of batch) {
-        events.push(json)
+        open.push(json)
         size += json.length
+        if (open.length === BLOCK) {
+          sealed.push(open.join("\n"))
+          size += BLOCK - 1
+          open = []
+        }
       }
-      while (size > maxBytes && events.length > 1) {
-        size -= (events.shift() as string).length
-        first++
+      // The oldest block at a time; a cap smaller than a block takes the unsealed events one by one.
+      while (size > maxBytes && held() > 1) {
+        if (sealed.length) {
+          size -= (sealed.shift() as string).length
+          first += BLOCK
+        } else {
+          size -= (open.shift() as string).length
+          first++
+        }
       }
       notify()
     },
@@ -66,9 +101,11 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
       done = true
       finishedAt = Date.now()
       notify()
+      // Readers of a finished log change nothing; the listeners (and all they hold) can go.
+      listeners.length = 0
     },
     ended: () => done,
-    nextSeq: () => first + events.length,
+    nextSeq: () => first + held(),
     firstSeq: () => first,
     bytes: () => size,
     endedAt: () => finishedAt,
@@ -84,10 +121,9 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
             yield [{ seq: next, json: JSON.stringify(truncated(meta)) }]
             return
           }
-          const end = first + events.length
+          const end = first + held()
           if (next < end) {
-            const batch: Logged[] = []
-            for (let seq = next; seq < end; seq++) batch.push({ seq, json: events[seq - first] as string })
+            const batch = range(next, end)
             next = end
             yield batch
             continue

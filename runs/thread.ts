@@ -69,30 +69,82 @@ export function fromWireMessages(messages: unknown[]): UIMessage[] {
   return out
 }
 
-/** The answer a run streamed, built from its AG-UI events as they are logged. */
-export function answerBuilder(id: string) {
+/** What a thread's messages weigh, roughly, in bytes: their text, plus a little per part. */
+export function sizeOf(messages: UIMessage[]): number {
+  let bytes = 0
+  for (const message of messages)
+    for (const part of message.parts)
+      bytes += PART_BYTES + ("content" in part ? part.content.length : 0) + ("arguments" in part ? part.arguments.length : 0)
+  return bytes
+}
+
+const PART_BYTES = 64
+/** Deltas waiting to join their part's text at once. */
+const BLOCK = 256
+
+export type AnswerBuilder = {
+  /** Takes the next logged event; only events that shape the answer change anything. */
+  push(event: { type: string; [key: string]: unknown }): void
+  /** The answer so far. */
+  message(): UIMessage
+  /** What it weighs, as `sizeOf` counts. */
+  bytes(): number
+}
+
+/**
+ * The answer a run streamed, built from its AG-UI events as they are logged. Deltas wait in a list
+ * and join their part's text a block at a time: thousands of `+=` would keep every delta and a
+ * rope node per delta alive, some 28 times the text itself.
+ */
+export function answerBuilder(id: string): AnswerBuilder {
   const message: UIMessage = { id, role: "assistant", parts: [] }
   const calls = new Map<string, ToolCallPart>()
   const last = () => message.parts.at(-1)
+  let bytes = 0
+  // The part whose text the pending deltas extend.
+  let target: TextPart | ThinkingPart | ToolCallPart | undefined
+  let pending: string[] = []
+  const settle = () => {
+    if (!target || !pending.length) return
+    const text = pending.join("")
+    pending = []
+    if (target.type === "tool-call") target.arguments += text
+    else target.content += text
+  }
+  const append = (part: TextPart | ThinkingPart | ToolCallPart, delta: string) => {
+    if (target !== part) settle()
+    target = part
+    pending.push(delta)
+    bytes += delta.length
+    if (pending.length >= BLOCK) settle()
+  }
+  const add = (part: UIPart) => {
+    message.parts.push(part)
+    bytes += PART_BYTES
+  }
   return {
-    message,
-    push(event: { type: string; [key: string]: unknown }) {
+    message() {
+      settle()
+      return message
+    },
+    bytes: () => bytes,
+    push(event) {
       switch (event.type) {
         case "TEXT_MESSAGE_START":
           if (!message.parts.length) message.id = String(event.messageId)
           return
         case "TEXT_MESSAGE_CONTENT": {
-          const part = last()
-          if (part?.type === "text") part.content += String(event.delta)
-          else message.parts.push({ type: "text", content: String(event.delta) })
+          let part = last()
+          if (part?.type !== "text") add((part = { type: "text", content: "" }))
+          append(part, String(event.delta))
           return
         }
         case "REASONING_START":
-          message.parts.push({ type: "thinking", content: "" })
+          add({ type: "thinking", content: "" })
           return
         case "REASONING_MESSAGE_CONTENT": {
           const part = last()
-          if (part?.type === "thinking") part.content += String(event.delta)
+          if (part?.type === "thinking") append(part, String(event.delta))
           return
         }
         case "TOOL_CALL_START": {
@@ -104,17 +156,18 @@ export function answerBuilder(id: string) {
             state: "input-streaming",
           }
           calls.set(part.id, part)
-          message.parts.push(part)
+          add(part)
           return
         }
         case "TOOL_CALL_ARGS": {
           const part = calls.get(String(event.toolCallId))
-          if (part) part.arguments += String(event.delta)
+          if (part) append(part, String(event.delta))
           return
         }
         case "TOOL_CALL_END": {
           const part = calls.get(String(event.toolCallId))
           if (!part) return
+          settle()
           part.state = "input-complete"
           part.input = parse(part.arguments)
           return
