@@ -27,6 +27,12 @@ describe("the event-stream parser", () => {
     expect(parse(STREAM.replaceAll("\n", "\r"), size)).toEqual(EXPECTED)
   })
 
+  test.each([Number.POSITIVE_INFINITY, 1, 3])("event names that repeat, change, or extend one another come out as sent (%p)", (size) => {
+    const names = ["delta", "delta", "delts", "delta_2", "delt", "delta", "", "delta"]
+    const stream = names.map((name, i) => `event: ${name}\ndata: ${i}\n\n`).join("")
+    expect(parse(stream, size)).toEqual(names.map((event, i) => ({ event, data: String(i) })))
+  })
+
   test("an event without its blank line at the end is dropped, as the SDKs drop it", () => {
     expect(parse("data: done\n\ndata: cut")).toEqual([{ data: "done" }])
   })

@@ -20,23 +20,27 @@ export function createEventParser() {
   let data: string | undefined
   /** A CR ended the last chunk: an LF opening the next one belongs to it. */
   let lastWasCR = false
+  /** The last event name read, reused while the names repeat. */
+  let lastName = ""
 
   const append = (value: string) => {
     data = data === undefined ? value : `${data}\n${value}`
     if (data.length > MAX_PENDING) throw new SyntaxError(`an event of over ${MAX_PENDING} characters`)
   }
-  const line = (text: string, out: SseEvent[]) => {
-    if (text === "") {
+  /** The line `all[start, end)`: fields are sliced straight out of the read, and a repeated event name is reused. */
+  const line = (all: string, start: number, end: number, out: SseEvent[]) => {
+    if (end === start) {
       if (data !== undefined) out.push(event === undefined ? { data } : { event, data })
       event = undefined
       data = undefined
       return
     }
-    if (text.startsWith("data: ")) return append(text.slice(6))
-    if (text.startsWith("event: ")) {
-      event = text.slice(7)
+    if (all.startsWith("data: ", start)) return append(all.slice(start + 6, end))
+    if (all.startsWith("event: ", start)) {
+      event = end - start - 7 === lastName.length && all.startsWith(lastName, start + 7) ? lastName : (lastName = all.slice(start + 7, end))
       return
     }
+    const text = all.slice(start, end)
     const colon = text.indexOf(":")
     const field = colon < 0 ? text : text.slice(0, colon)
     let value = colon < 0 ? "" : text.slice(colon + 1)
@@ -58,14 +62,14 @@ export function createEventParser() {
       // Providers end lines with LF; CR and CRLF take the careful path.
       if (all.indexOf("\r") < 0) {
         for (let end = all.indexOf("\n"); end >= 0; end = all.indexOf("\n", start)) {
-          line(end === start ? "" : all.slice(start, end), out)
+          line(all, start, end, out)
           start = end + 1
         }
       } else {
         for (let i = 0; i < all.length; i++) {
           const code = all.charCodeAt(i)
           if (code !== 10 && code !== 13) continue
-          line(all.slice(start, i), out)
+          line(all, start, i, out)
           if (code === 13) {
             if (i + 1 === all.length) lastWasCR = true
             else if (all.charCodeAt(i + 1) === 10) i++

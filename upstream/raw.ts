@@ -139,14 +139,15 @@ export function plainTextDelta(data: string): string | undefined {
   const digits = at
   while (at < data.length && data.charCodeAt(at) >= 48 && data.charCodeAt(at) <= 57) at++
   if (at === digits || !data.startsWith(TEXT_DELTA_MID, at)) return undefined
-  const literal = data.slice(at + TEXT_DELTA_MID.length, -2)
-  const last = literal.length - 1
-  if (last < 1 || literal.charCodeAt(0) !== 34 || literal.charCodeAt(last) !== 34) return undefined
+  // The literal is data[open, close]: both quotes, then the closing braces.
+  const open = at + TEXT_DELTA_MID.length
+  const close = data.length - 3
+  if (close <= open || data.charCodeAt(open) !== 34 || data.charCodeAt(close) !== 34) return undefined
   // Without quotes, backslashes or control characters inside, the literal's text is what it shows.
-  const inner = literal.slice(1, last)
+  const inner = data.slice(open + 1, close)
   if (!NEEDS_PARSE.test(inner)) return inner
   try {
-    const text: unknown = JSON.parse(literal)
+    const text: unknown = JSON.parse(data.slice(open, close + 1))
     return typeof text === "string" ? text : undefined
   } catch {
     return undefined
