@@ -172,7 +172,13 @@ export async function* fromOpenAI(chunks: AsyncIterable<OpenAI.ChatCompletionChu
   yield* converter.end()
 }
 
-export function openaiConverter(): Converter<OpenAI.ChatCompletionChunk> {
+/**
+ * `text` takes a chunk whose only effect is a content delta, as `step` would, without the chunk
+ * (the streaming path's shortcut); false before the first chunk, which `step` must see.
+ */
+export type OpenAIConverter = Converter<OpenAI.ChatCompletionChunk> & { text(delta: string, out: Part[]): boolean }
+
+export function openaiConverter(): OpenAIConverter {
   const state: OpenAIState = {
     started: false,
     reasoning: false,
@@ -182,6 +188,13 @@ export function openaiConverter(): Converter<OpenAI.ChatCompletionChunk> {
   }
   return {
     step: (chunk) => openaiStep(state, chunk),
+    text(delta, out) {
+      if (!state.started) return false
+      if (!delta) return true
+      closeReasoning(state, out)
+      out.push({ type: "text", delta })
+      return true
+    },
     *end() {
       if (state.reasoning) yield { type: "reasoning-end" }
       if (state.finishReason === undefined) throw new StreamInterruptedError()

@@ -1,5 +1,5 @@
-import { anthropicConverter } from "../converter"
-import { plainTextDelta } from "./raw"
+import { anthropicConverter, openaiConverter } from "../converter"
+import { contentDeltaReader, plainContentDelta, plainTextDelta } from "./raw"
 import { describe, expect, test } from "bun:test"
 import { createEventParser, type SseEvent } from "./events"
 
@@ -109,5 +109,119 @@ describe("plainTextDelta: the text-delta shortcut agrees with the full parse or 
       '{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"reordered"}}',
     ]
     for (const data of others) expect(plainTextDelta(data)).toBeUndefined()
+  })
+})
+
+describe("plainContentDelta: the OpenAI content shortcut agrees with the full parse or steps aside", () => {
+  const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1732000000,"model":"gpt-4o-mini","system_fingerprint":"fp_1"'
+  const chunk = (literal: string, choiceTail = ',"logprobs":null,"finish_reason":null', tail = ',"usage":null') =>
+    `${head},"choices":[{"index":0,"delta":{"content":${literal}}${choiceTail}}]${tail}}`
+  /** A converter past its first chunk, optionally inside reasoning. */
+  const started = (reasoning: boolean) => {
+    const converter = openaiConverter()
+    converter.step(JSON.parse(chunk('""', "", "")))
+    if (reasoning) converter.step(JSON.parse(`${head},"choices":[{"index":0,"delta":{"reasoning_content":"hm"},"finish_reason":null}]}`))
+    return converter
+  }
+
+  test.each([false, true])("every accepted chunk gives the parts the full step gives (inside reasoning: %p)", (reasoning) => {
+    const accepted = [
+      chunk('"Hello"'),
+      chunk('""'),
+      chunk('"a\\"}]"'),
+      chunk('"\\u00e9\\ud83d\\udc4b\\n\\t\\\\"'),
+      chunk('"東京 👋🏽"'),
+      chunk('"x"', "", ""),
+      chunk('"x"', ',"finish_reason":null', ',"usage":null,"obfuscation":"a1B2"'),
+      chunk('"x"', ',"logprobs":null,"finish_reason":null', ',"service_tier":"default","n":-3'),
+    ]
+    for (const data of accepted) {
+      const text = plainContentDelta(data)
+      expect(text).toBeString()
+      const out: unknown[] = []
+      expect(started(reasoning).text(text as string, out as never)).toBe(true)
+      expect(out).toEqual(started(reasoning).step(JSON.parse(data)))
+    }
+  })
+
+  test("every plain content chunk of the OpenAI fixtures takes the shortcut, and agrees", async () => {
+    type Chunk = { error?: unknown; usage?: unknown; choices?: { index: number; delta: object; finish_reason: unknown }[] }
+    /** A chunk whose only effect is a content delta, judged from its parsed form. */
+    const plain = ({ usage, choices }: Chunk) =>
+      !usage &&
+      choices?.length === 1 &&
+      choices[0]?.index === 0 &&
+      choices[0].finish_reason === null &&
+      Object.keys(choices[0].delta).join() === "content" &&
+      typeof (choices[0].delta as { content?: unknown }).content === "string"
+    let taken = 0
+    let expectedTaken = 0
+    for (const name of ["openai-text", "openai-reasoning", "openai-length", "openai-tools-parallel", "openai-refusal", "openai-error"]) {
+      const text = await Bun.file(new URL(`../fixtures/${name}.sse`, import.meta.url)).text()
+      const events = parse(text).filter(({ data }) => data !== "[DONE]")
+      const converter = openaiConverter()
+      const shortcut = openaiConverter()
+      for (const [index, { data }] of events.entries()) {
+        const chunk = JSON.parse(data) as Chunk
+        // An error chunk ends the stream (the decoder throws); the first one must start it.
+        if (chunk.error) break
+        if (plain(chunk) && index > 0) expectedTaken++
+        const expected = converter.step(chunk as never)
+        const content = plainContentDelta(data)
+        const out: unknown[] = []
+        if (content !== undefined && shortcut.text(content, out as never)) taken++
+        else out.push(...shortcut.step(JSON.parse(data)))
+        expect(out).toEqual(expected)
+      }
+    }
+    expect(taken).toBe(expectedTaken)
+    expect(taken).toBeGreaterThan(0)
+  })
+
+  test("a stream's reader, which remembers the last plain chunk's head and tail, answers as the full check does", () => {
+    const stream = [
+      chunk('"one"'),
+      chunk('"two"'),
+      chunk('"with \\"quote\\""'),
+      chunk('"x\\"}],\\"usage\\":null}"'),
+      chunk('"stop"', ',"logprobs":null,"finish_reason":"stop"'),
+      chunk('"three"'),
+      chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"usage":{"prompt_tokens":1}'),
+      chunk('"four"'),
+      chunk('"ob"', ',"finish_reason":null', ',"obfuscation":"k2"'),
+      chunk('"ob2"', ',"finish_reason":null', ',"obfuscation":"k3"'),
+      chunk('"five"').replace('"id":"chatcmpl-1"', '"id":"chatcmpl-2"'),
+      chunk('"tab\there"'),
+      chunk('"six"').replace('"gpt-4o-mini"', '"gpt-4o-mini","x":{"y":1}'),
+      chunk('"seven"'),
+    ]
+    const reader = contentDeltaReader()
+    const answers = stream.map((data) => reader(data))
+    expect(answers).toEqual(stream.map((data) => plainContentDelta(data)))
+    expect(answers.filter((answer) => answer !== undefined)).toHaveLength(10)
+  })
+
+  test("anything else takes the full path", () => {
+    const others = [
+      chunk('"a"', ',"logprobs":null,"finish_reason":"stop"'),
+      chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"usage":{"prompt_tokens":1}'),
+      chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"error":"boom"'),
+      chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"usage":null,"x":"[bracket]"'),
+      chunk('"a","refusal":null'),
+      chunk('"a"', ',"logprobs":{"content":[]},"finish_reason":null'),
+      chunk('"a"', ',"finish_reason":null},{"index":1,"delta":{"content":"b"},"finish_reason":null'),
+      chunk("null"),
+      chunk("1"),
+      chunk('"unterminated'),
+      chunk('"raw\ttab"'),
+      chunk('"in"side"'),
+      `{"error":{"message":"x"}${chunk('"a"').slice(head.length)}`,
+      `{"id":"[odd]"${chunk('"a"').slice(head.length)}`,
+      `{"choices":[{"index":0,"delta":{"content":"first"},"finish_reason":null}]}`,
+      chunk('"a"').replace('"index":0', '"index":1'),
+      chunk('"a"').replace('{"content":', '{"role":"assistant","content":'),
+      chunk('"a"').replaceAll(":", ": "),
+    ]
+    for (const data of others) expect(plainContentDelta(data)).toBeUndefined()
   })
 })

@@ -50,6 +50,7 @@ function anthropicDecoder(headers: Headers): Decoder {
 function openaiDecoder(headers: Headers): Decoder {
   const converter = openaiConverter()
   const parser = createEventParser()
+  const plainContent = contentDeltaReader()
   let complete = false
   return {
     push(bytes, out) {
@@ -61,6 +62,10 @@ function openaiDecoder(headers: Headers): Decoder {
           complete = true
           for (const part of converter.end()) out.push(part)
           return
+        }
+        if (event === undefined) {
+          const text = plainContent(data)
+          if (text !== undefined && converter.text(text, out)) continue
         }
         let chunk: { error?: object }
         try {
@@ -143,6 +148,11 @@ export function plainTextDelta(data: string): string | undefined {
   const open = at + TEXT_DELTA_MID.length
   const close = data.length - 3
   if (close <= open || data.charCodeAt(open) !== 34 || data.charCodeAt(close) !== 34) return undefined
+  return literalText(data, open, close)
+}
+
+/** The text of the string literal `data[open, close]` (both quotes), or undefined when it is not one. */
+function literalText(data: string, open: number, close: number): string | undefined {
   // Without quotes, backslashes or control characters inside, the literal's text is what it shows.
   const inner = data.slice(open + 1, close)
   if (!NEEDS_PARSE.test(inner)) return inner
@@ -155,6 +165,70 @@ export function plainTextDelta(data: string): string | undefined {
 }
 
 const NEEDS_PARSE = /["\\\x00-\x1f]/
+
+const CONTENT_HEAD = ',"choices":[{"index":0,"delta":{"content":"'
+/** What may follow the delta inside its choice when nothing else happens in the chunk. */
+const CHOICE_TAILS = new Set(["}]", ',"logprobs":null}]', ',"finish_reason":null}]', ',"logprobs":null,"finish_reason":null}]'])
+/** The chunk's fields after `choices`: scalars only (`"usage":null`, an `obfuscation` string …), then its end. */
+const SCALAR_FIELDS = /^(?:,"\w+":(?:null|-?\d+|"[^"\\{}[\]]*"))*}$/
+
+/**
+ * Most of an OpenAI answer is chunks whose only effect is a content delta on choice 0: that
+ * choice's delta holds `content` alone, its finish_reason is null, and every other field is a
+ * scalar (no usage object, no error). For those only the content's string literal is parsed. Any
+ * other shape (another key order, spacing, an object or array anywhere else, a string holding a
+ * bracket) returns undefined and takes the full path.
+ */
+export function plainContentDelta(data: string): string | undefined {
+  const quotes = contentQuotes(data)
+  return quotes && literalText(data, quotes[0], quotes[1])
+}
+
+/** Where a plain content chunk's literal sits (its two quotes), or undefined for any other chunk. */
+function contentQuotes(data: string): [open: number, close: number] | undefined {
+  const at = data.indexOf(CONTENT_HEAD)
+  if (at < 1 || data.charCodeAt(0) !== 123) return undefined
+  // Nothing before `choices` opens an object or an array (a usage or an error object would).
+  const bracket = at + CONTENT_HEAD.indexOf("[")
+  if (data.indexOf("[") !== bracket || data.indexOf("{", 1) !== bracket + 1 || data.includes('"error"')) return undefined
+  // The literal runs from its opening quote to the first quote no backslash escapes.
+  const open = at + CONTENT_HEAD.length - 1
+  let close = data.indexOf('"', open + 1)
+  for (; close > 0; close = data.indexOf('"', close + 1)) {
+    let slashes = 0
+    while (data.charCodeAt(close - 1 - slashes) === 92) slashes++
+    if (slashes % 2 === 0) break
+  }
+  if (close < 0 || data.charCodeAt(close + 1) !== 125) return undefined
+  const end = data.indexOf("}]", close + 2)
+  if (end < 0 || !CHOICE_TAILS.has(data.slice(close + 2, end + 2)) || !SCALAR_FIELDS.test(data.slice(end + 2))) return undefined
+  return [open, close]
+}
+
+/**
+ * `plainContentDelta` for one stream, whose chunks mostly differ only in their text: the last plain
+ * chunk's head (through the literal's opening quote) and tail (from its closing quote) are kept,
+ * and a chunk that is that head, a literal with nothing to unescape, and that tail is plain too,
+ * found with two comparisons instead of a scan of every field.
+ */
+export function contentDeltaReader(): (data: string) => string | undefined {
+  let head = ""
+  let tail = ""
+  return (data) => {
+    const close = data.length - tail.length - 1
+    if (head && close >= head.length && data.startsWith(head) && data.endsWith(tail) && data.charCodeAt(close) === 34) {
+      const inner = data.slice(head.length, close)
+      if (!NEEDS_PARSE.test(inner)) return inner
+    }
+    const quotes = contentQuotes(data)
+    if (!quotes) return undefined
+    // Copies, so that the read they were cut from is not kept alive with them (decoded text has
+    // no lone surrogates, so UTF-8 gives it back unchanged).
+    head = Buffer.from(data.slice(0, quotes[0] + 1)).toString()
+    tail = Buffer.from(data.slice(quotes[1] + 1)).toString()
+    return literalText(data, quotes[0], quotes[1])
+  }
+}
 
 function safeJSON(text: string): unknown {
   try {
