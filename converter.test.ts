@@ -83,6 +83,10 @@ test("AG-UI text that needs escaping, or not, frames as JSON.stringify frames it
     "\u2028\u2029",
     "",
     "ü",
+    // Halves of a surrogate pair in separate deltas: each is lone in its event, and escaped.
+    "cut \ud83d",
+    "\udc4b pair",
+    "\udc4b lone",
   ]
   const parts: Part[] = texts.map((delta) => ({ type: "text", delta }))
   const request = { model: "fixture-model", threadId: "T", runId: "R" }
