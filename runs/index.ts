@@ -26,7 +26,8 @@ export type Started = {
   /** Whether this run is the only one of its id across instances (always, without Redis). */
   claim: () => Promise<boolean>
 }
-type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void; timer?: ReturnType<typeof setTimeout> }
+/** `stopAsked`: a DELETE came before the stream could be stopped (`control`); it is stopped then. */
+type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void; timer?: ReturnType<typeof setTimeout>; stopAsked?: boolean }
 /** `bytes`: what the messages weigh (the answer counts its own). */
 type Thread = { messages: UIMessage[]; bytes: number; answer?: AnswerBuilder; activeRun?: string; touched: number }
 
@@ -68,7 +69,7 @@ export function createRuns(config: RunsConfig): Runs {
   const threadBytes = (thread: Thread) => thread.bytes + (thread.answer?.bytes() ?? 0)
   /** Whether the thread's run is still streaming: its thread stays, whatever its age or the cap. */
   const busy = (key: string, thread: Thread) => {
-    const run = thread.activeRun && runs.get(keyOf(key.slice(0, key.indexOf("\n")), thread.activeRun))
+    const run = thread.activeRun !== undefined && runs.get(keyOf(key.slice(0, key.indexOf("\n")), thread.activeRun))
     return run ? !run.log.ended() : false
   }
   /**
@@ -118,6 +119,7 @@ export function createRuns(config: RunsConfig): Runs {
       runs.set(key, entry)
       capabilities.set(log.capability, key)
       const threadKey = keyOf(owner, input.threadId)
+      const previous = threads.get(threadKey)
       const answer = answerBuilder(`${input.runId}-answer`)
       const messages = fromWireMessages(input.messages)
       const thread: Thread = {
@@ -155,7 +157,11 @@ export function createRuns(config: RunsConfig): Runs {
           clearTimeout(entry.timer)
           drop(key)
           log.end()
-          if (thread.activeRun === input.runId) thread.activeRun = undefined
+          // A refused request leaves the thread as it was.
+          if (threads.get(threadKey) === thread) {
+            if (previous) threads.set(threadKey, previous)
+            else threads.delete(threadKey)
+          }
         },
       }
     },
@@ -163,6 +169,7 @@ export function createRuns(config: RunsConfig): Runs {
       const entry = runs.get(keyOf(log.owner, log.runId))
       if (entry?.log !== log || log.ended()) return
       entry.stop = stop
+      if (entry.stopAsked) return stop("stopped")
       // Until a reader attaches, and whenever the last one leaves, the grace period runs.
       let readers = 0
       const abandon = (): ReturnType<typeof setTimeout> => {
@@ -191,7 +198,9 @@ export function createRuns(config: RunsConfig): Runs {
     stop(owner, runId) {
       const entry = runs.get(keyOf(owner, runId))
       if (!entry) return false
-      if (!entry.log.ended()) entry.stop("stopped")
+      if (entry.log.ended()) return true
+      entry.stopAsked = true
+      entry.stop("stopped")
       return true
     },
     thread(owner, threadId) {

@@ -75,6 +75,8 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
     ...meta,
     append(batch) {
       if (done || !batch.length) return
+      // A reader that had read everything is never cut off by what this batch adds.
+      const unread = first + held()
       for (const json of batch) {
         open.push(json)
         size += json.length
@@ -84,9 +86,11 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
           open = []
         }
       }
-      // The oldest block at a time; a cap smaller than a block takes the unsealed events one by one.
+      // The oldest block at a time, once all of it was there before this batch; a cap smaller than
+      // a block takes the unsealed events one by one.
       while (size > maxBytes && held() > 1) {
         if (sealed.length) {
+          if (first + BLOCK > unread) break
           size -= (sealed.shift() as string).length
           first += BLOCK
         } else {

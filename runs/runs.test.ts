@@ -71,6 +71,30 @@ describe("a run's log", () => {
     expect(held.map(({ seq }) => seq)).toEqual(Array.from({ length: 400 - log.firstSeq() }, (_, i) => log.firstSeq() + i))
   })
 
+  test.each([
+    ["one event at a time, the cap just under a sealed block", 64, 1, 0],
+    ["a batch that seals a block a reader is inside", 60, 11, 4],
+  ])("a reader that had read everything is never cut off by the cap: %s", async (_, before, batch, slack) => {
+    const perEvent = event(0).length
+    const log = createRunLog(meta, (before + slack) * perEvent + 10)
+    const seen: number[] = []
+    const reading = (async () => {
+      for await (const got of log.tail(-1, new AbortController().signal)) seen.push(...got.map(({ seq }) => seq))
+    })()
+    for (let seq = 0; seq < before; seq++) {
+      log.append([event(seq)])
+      await Bun.sleep(0)
+    }
+    log.append(Array.from({ length: batch }, (_, i) => event(before + i)))
+    await Bun.sleep(0)
+    log.append([event(before + batch)])
+    log.end()
+    await reading
+    expect(seen).toEqual(Array.from({ length: before + batch + 1 }, (_, i) => i))
+    // The cap still holds once a later batch lets the old block go.
+    expect(log.firstSeq()).toBe(64)
+  })
+
   test("a cap smaller than a block drops unsealed events one by one, and keeps the last", async () => {
     const log = createRunLog(meta, 1)
     fill(log, 10, [1, 2])
@@ -147,6 +171,33 @@ describe("the runs held", () => {
       messages: [{ role: "user" }, { role: "assistant", parts: [{ type: "text", content: "answer" }] }],
     })
     live.end()
+  })
+
+  test("a refused request (discard) leaves its thread as it was", () => {
+    const runs = createRuns(config)
+    const first = runs.start("o", { runId: "r1", threadId: "t", messages: history(1) })
+    if (first === "exists") throw new Error("exists")
+    first.record([{ type: "TEXT_MESSAGE_CONTENT", messageId: "m", delta: "kept" }])
+    first.end()
+    const refused = runs.start("o", { runId: "r2", threadId: "t", messages: history(2) })
+    if (refused === "exists") throw new Error("exists")
+    refused.discard()
+    expect(runs.thread("o", "t")).toMatchObject({ messages: [{ id: "u1" }, { parts: [{ content: "kept" }] }] })
+    const alone = runs.start("o", { runId: "r3", threadId: "new", messages: history(3) })
+    if (alone === "exists") throw new Error("exists")
+    alone.discard()
+    expect(runs.thread("o", "new")).toBeUndefined()
+  })
+
+  test("a stop that comes before the stream can be stopped takes effect once it can", () => {
+    const runs = createRuns(config)
+    const started = runs.start("o", { runId: "r", threadId: "t", messages: history(1) })
+    if (started === "exists") throw new Error("exists")
+    expect(runs.stop("o", "r")).toBe(true)
+    const reasons: string[] = []
+    runs.control(started.log, (reason) => void reasons.push(reason))
+    expect(reasons).toEqual(["stopped"])
+    started.end()
   })
 
   test("a finished run lets go of its stream: its stop, and all the stop reaches, can be collected", async () => {

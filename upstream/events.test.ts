@@ -221,6 +221,13 @@ describe("plainContentDelta: the OpenAI content shortcut agrees with the full pa
       chunk('"a"').replace('"index":0', '"index":1'),
       chunk('"a"').replace('{"content":', '{"role":"assistant","content":'),
       chunk('"a"').replaceAll(":", ": "),
+      // Malformed or odd server output the full path treats otherwise (an error, a throw, no parts).
+      `{"id":"c","\\u0065rror":"boom"${chunk('"a"').slice(head.length)}`,
+      `{id:"c"${chunk('"a"').slice(head.length)}`,
+      chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"choices":null'),
+      chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"choices":7'),
+      chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"usage":5'),
+      chunk('"a"').replace('"created":1732000000', '"usage":"x"'),
     ]
     for (const data of others) expect(plainContentDelta(data)).toBeUndefined()
   })

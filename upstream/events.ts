@@ -37,7 +37,11 @@ export function createEventParser() {
     }
     if (all.startsWith("data: ", start)) return append(all.slice(start + 6, end))
     if (all.startsWith("event: ", start)) {
-      event = end - start - 7 === lastName.length && all.startsWith(lastName, start + 7) ? lastName : (lastName = all.slice(start + 7, end))
+      // A new name is copied: a slice would keep the whole read it came from alive for the stream.
+      event =
+        end - start - 7 === lastName.length && all.startsWith(lastName, start + 7)
+          ? lastName
+          : (lastName = Buffer.from(all.slice(start + 7, end)).toString())
       return
     }
     const text = all.slice(start, end)

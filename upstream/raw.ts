@@ -169,64 +169,79 @@ const NEEDS_PARSE = /["\\\x00-\x1f]/
 const CONTENT_HEAD = ',"choices":[{"index":0,"delta":{"content":"'
 /** What may follow the delta inside its choice when nothing else happens in the chunk. */
 const CHOICE_TAILS = new Set(["}]", ',"logprobs":null}]', ',"finish_reason":null}]', ',"logprobs":null,"finish_reason":null}]'])
-/** The chunk's fields after `choices`: scalars only (`"usage":null`, an `obfuscation` string …), then its end. */
-const SCALAR_FIELDS = /^(?:,"\w+":(?:null|-?\d+|"[^"\\{}[\]]*"))*}$/
+/**
+ * A chunk field that changes nothing here: a plain key (not `choices` or `error`) with a scalar
+ * (null, an integer, a string with nothing to unescape and no bracket), or `"usage":null`.
+ */
+const FIELD = String.raw`(?:"(?!(?:choices|error|usage)")\w+":(?:null|-?\d+|"[^"\\{}[\]]*")|"usage":null)`
+/** The fields before `choices` (after the opening brace), and those after it up to the closing one. */
+const HEAD_FIELDS = new RegExp(String.raw`^\{${FIELD}(?:,${FIELD})*$`)
+const TAIL_FIELDS = new RegExp(String.raw`^(?:,${FIELD})*}$`)
 
 /**
  * Most of an OpenAI answer is chunks whose only effect is a content delta on choice 0: that
  * choice's delta holds `content` alone, its finish_reason is null, and every other field is a
- * scalar (no usage object, no error). For those only the content's string literal is parsed. Any
- * other shape (another key order, spacing, an object or array anywhere else, a string holding a
- * bracket) returns undefined and takes the full path.
+ * plain scalar (`FIELD`: no usage, no error, no second `choices`). For those only the content's
+ * string literal is parsed. Any other shape (another key order, spacing, an object or array
+ * anywhere else, an escaped key) returns undefined and takes the full path.
  */
 export function plainContentDelta(data: string): string | undefined {
-  const quotes = contentQuotes(data)
-  return quotes && literalText(data, quotes[0], quotes[1])
+  const open = contentOpen(data)
+  const close = open < 0 ? -1 : contentClose(data, open)
+  return close < 0 ? undefined : literalText(data, open, close)
 }
 
-/** Where a plain content chunk's literal sits (its two quotes), or undefined for any other chunk. */
-function contentQuotes(data: string): [open: number, close: number] | undefined {
+/** Where a plain content chunk's literal opens (its quote), after plain fields only; else -1. */
+function contentOpen(data: string): number {
   const at = data.indexOf(CONTENT_HEAD)
-  if (at < 1 || data.charCodeAt(0) !== 123) return undefined
-  // Nothing before `choices` opens an object or an array (a usage or an error object would).
-  const bracket = at + CONTENT_HEAD.indexOf("[")
-  if (data.indexOf("[") !== bracket || data.indexOf("{", 1) !== bracket + 1 || data.includes('"error"')) return undefined
-  // The literal runs from its opening quote to the first quote no backslash escapes.
-  const open = at + CONTENT_HEAD.length - 1
+  return at > 0 && HEAD_FIELDS.test(data.slice(0, at)) ? at + CONTENT_HEAD.length - 1 : -1
+}
+
+/** Where the literal opened at `open` closes, when only plain fields follow it; else -1. */
+function contentClose(data: string, open: number): number {
+  // The first quote no backslash escapes.
   let close = data.indexOf('"', open + 1)
   for (; close > 0; close = data.indexOf('"', close + 1)) {
     let slashes = 0
     while (data.charCodeAt(close - 1 - slashes) === 92) slashes++
     if (slashes % 2 === 0) break
   }
-  if (close < 0 || data.charCodeAt(close + 1) !== 125) return undefined
+  if (close < 0 || data.charCodeAt(close + 1) !== 125) return -1
   const end = data.indexOf("}]", close + 2)
-  if (end < 0 || !CHOICE_TAILS.has(data.slice(close + 2, end + 2)) || !SCALAR_FIELDS.test(data.slice(end + 2))) return undefined
-  return [open, close]
+  if (end < 0 || !CHOICE_TAILS.has(data.slice(close + 2, end + 2)) || !TAIL_FIELDS.test(data.slice(end + 2))) return -1
+  return close
 }
 
 /**
  * `plainContentDelta` for one stream, whose chunks mostly differ only in their text: the last plain
- * chunk's head (through the literal's opening quote) and tail (from its closing quote) are kept,
- * and a chunk that is that head, a literal with nothing to unescape, and that tail is plain too,
- * found with two comparisons instead of a scan of every field.
+ * chunk's head (through the literal's opening quote) and tail (from its closing quote) are kept.
+ * A chunk that is that head, a literal with nothing to unescape, and that tail is plain, found with
+ * two comparisons; one with that head and another tail (OpenAI's `obfuscation` field changes with
+ * every chunk) has only its tail checked.
  */
 export function contentDeltaReader(): (data: string) => string | undefined {
   let head = ""
   let tail = ""
+  // Copies, so that the read they were cut from is not kept alive with them (decoded text has no
+  // lone surrogates, so UTF-8 gives it back unchanged).
+  const copy = (text: string) => Buffer.from(text).toString()
   return (data) => {
-    const close = data.length - tail.length - 1
-    if (head && close >= head.length && data.startsWith(head) && data.endsWith(tail) && data.charCodeAt(close) === 34) {
-      const inner = data.slice(head.length, close)
-      if (!NEEDS_PARSE.test(inner)) return inner
+    let open = head.length - 1
+    if (head && data.startsWith(head)) {
+      const close = data.length - tail.length - 1
+      if (close > open && data.endsWith(tail) && data.charCodeAt(close) === 34) {
+        const inner = data.slice(open + 1, close)
+        if (!NEEDS_PARSE.test(inner)) return inner
+      }
+    } else {
+      open = contentOpen(data)
+      if (open < 0) return undefined
+      head = copy(data.slice(0, open + 1))
     }
-    const quotes = contentQuotes(data)
-    if (!quotes) return undefined
-    // Copies, so that the read they were cut from is not kept alive with them (decoded text has
-    // no lone surrogates, so UTF-8 gives it back unchanged).
-    head = Buffer.from(data.slice(0, quotes[0] + 1)).toString()
-    tail = Buffer.from(data.slice(quotes[1] + 1)).toString()
-    return literalText(data, quotes[0], quotes[1])
+    const close = contentClose(data, open)
+    if (close < 0) return undefined
+    if (!data.endsWith(tail) || data.length - close - 1 !== tail.length) tail = copy(data.slice(close + 1))
+    return literalText(data, open, close)
   }
 }
 
