@@ -151,9 +151,9 @@ describe("the runs held", () => {
   const config = { ttlMs: 60_000, graceMs: 60_000, maxRunBytes: 1 << 30, maxBytes: 200_000 }
   const history = (n: number) => [{ id: `u${n}`, role: "user", content: `${n} ${"x".repeat(30_000)}` }]
 
-  test("threads count against the cap: the oldest idle ones go, a live run's thread stays", () => {
+  test.each(["live", ""])("threads count against the cap: the oldest idle ones go, a live run's thread stays (runId %p)", (runId) => {
     const runs = createRuns(config)
-    const live = runs.start("o", { runId: "live", threadId: "t-live", messages: history(0) })
+    const live = runs.start("o", { runId, threadId: "t-live", messages: history(0) })
     if (live === "exists") throw new Error("exists")
     for (let n = 1; n <= 10; n++) {
       const started = runs.start("o", { runId: `r${n}`, threadId: `t${n}`, messages: history(n) })
@@ -165,7 +165,7 @@ describe("the runs held", () => {
     runs.start("o", { runId: "last", threadId: "t-last", messages: history(11) })
     const stats = runs.stats()
     expect(stats.bytes + stats.threadBytes).toBeLessThanOrEqual(config.maxBytes)
-    expect(runs.thread("o", "t-live")).toMatchObject({ activeRun: "live" })
+    expect(runs.thread("o", "t-live")).toMatchObject({ activeRun: runId })
     expect(runs.thread("o", "t1")).toBeUndefined()
     expect(runs.thread("o", "t10")).toMatchObject({
       messages: [{ role: "user" }, { role: "assistant", parts: [{ type: "text", content: "answer" }] }],
