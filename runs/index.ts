@@ -145,6 +145,7 @@ export function createRuns(config: RunsConfig): Runs {
         },
         end() {
           log.end()
+          answer.settle()
           clearTimeout(entry.timer)
           // The stream is over: nothing of it (its stop reaches all of it) is kept for the TTL.
           entry.timer = undefined

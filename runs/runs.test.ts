@@ -173,6 +173,25 @@ describe("the runs held", () => {
     live.end()
   })
 
+  test("a finished run's answer is joined: no delta stays a string of its own", () => {
+    const strings = () => {
+      Bun.gc(true)
+      return heapStats().objectTypeCounts.string ?? 0
+    }
+    const runs = createRuns({ ...config, maxBytes: 1 << 30 })
+    const before = strings()
+    for (let n = 0; n < 100; n++) {
+      const started = runs.start("o", { runId: `r${n}`, threadId: `t${n}`, messages: [] })
+      if (started === "exists") throw new Error("exists")
+      // Fewer deltas than a block: without a join at the end, each would stay.
+      for (let i = 0; i < 200; i++) started.record([{ type: "TEXT_MESSAGE_CONTENT", messageId: "m", delta: ` w${n}.${i}` }])
+      started.end()
+    }
+    // Each run keeps a few strings (ids, keys, its log's unsealed events' JSON), not one per delta.
+    expect((strings() - before) / 100).toBeLessThan(60)
+    expect(runs.thread("o", "t7")?.messages[0]).toMatchObject({ parts: [{ content: expect.stringContaining(" w7.199") }] })
+  })
+
   test("a refused request (discard) leaves its thread as it was", () => {
     const runs = createRuns(config)
     const first = runs.start("o", { runId: "r1", threadId: "t", messages: history(1) })

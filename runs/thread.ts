@@ -87,6 +87,8 @@ export type AnswerBuilder = {
   push(event: { type: string; [key: string]: unknown }): void
   /** The answer so far. */
   message(): UIMessage
+  /** Joins the deltas still waiting: the run is over, and they would each stay a string of their own. */
+  settle(): void
   /** What it weighs, as `sizeOf` counts. */
   bytes(): number
 }
@@ -128,6 +130,7 @@ export function answerBuilder(id: string): AnswerBuilder {
       return message
     },
     bytes: () => bytes,
+    settle,
     push(event) {
       switch (event.type) {
         case "TEXT_MESSAGE_START":
