@@ -92,7 +92,8 @@ const VARIANTS = [
   { name: "", env: {} as Record<string, string>, seconds: SECONDS, abandoned: undefined },
   {
     name: " (resumable runs)",
-    env: { RESUMABLE: "memory", RESUMABLE_GRACE_MS: "300" },
+    // A cap the soak reaches in seconds, so that eviction is soaked too and memory must level off.
+    env: { RESUMABLE: "memory", RESUMABLE_GRACE_MS: "300", RESUMABLE_MAX_BYTES: String(64 * 2 ** 20) },
     seconds: Math.ceil(SECONDS / 2),
     abandoned: "run_abandoned",
   },
