@@ -6,7 +6,7 @@ import { collect, expectJsonl, fixtureNames, from, replay, replayRaw } from "./f
 import { type Part, fixedCtx } from "./parts"
 import { type ChatRequest, REDACTED_PREFIX } from "./request"
 import { type AguiEvent, toAgui } from "./wire/agui"
-import { ndjsonFrame, sseFrame } from "./sse"
+import { ndjsonFrame, type Output, sseFrame } from "./sse"
 import { wireFor } from "./wire"
 import { toLegacy } from "./wire/legacy"
 
@@ -16,6 +16,12 @@ const agui = (parts: Part[]) => collect(toAgui(from(parts), fixedCtx(), run))
 const verify = (events: AguiEvent[]) => lastValueFrom(observe(events as BaseEvent[]).pipe(verifyEvents(false), toArray()))
 
 const names = fixtureNames()
+/** A stream's outputs as the text they send (bytes pieces decoded in place). */
+const sent = (outputs: Output[]) =>
+  outputs
+    .flat()
+    .map((piece) => (typeof piece === "string" ? piece : Buffer.from(piece).toString()))
+    .join("")
 const slicings = ["whole", 1, 7] as const
 
 const text = (parts: Part[]) => parts.flatMap((p) => (p.type === "text" ? [p.delta] : [])).join("")
@@ -61,8 +67,8 @@ describe("the hot path (raw body → events → parts per read) yields exactly w
         const wire = wireFor(generation, transport)
         const frame = transport === "sse" ? sseFrame : ndjsonFrame
         // One batch per part and all parts in one batch must frame the same bytes.
-        const single = (await collect(wire.encode(from(parts.map((part) => [part])), fixedCtx(), request))).join("")
-        const batched = (await collect(wire.encode(from([parts]), fixedCtx(), request))).join("")
+        const single = sent(await collect(wire.encode(from(parts.map((part) => [part])), fixedCtx(), request)))
+        const batched = sent(await collect(wire.encode(from([parts]), fixedCtx(), request)))
         const events = generation === "agui" ? await agui(parts) : await collect(toLegacy(from(parts), fixedCtx(), "fixture-model"))
         expect(single).toBe(events.map(frame).join(""))
         expect(batched).toBe(single)
@@ -71,7 +77,7 @@ describe("the hot path (raw body → events → parts per read) yields exactly w
   })
 })
 
-test("AG-UI text that needs escaping, or not, frames as JSON.stringify frames it", async () => {
+test("text that needs escaping, or not, frames as JSON.stringify frames it, for both generations", async () => {
   const texts = [
     "plain words ",
     'a "quote"',
@@ -83,15 +89,27 @@ test("AG-UI text that needs escaping, or not, frames as JSON.stringify frames it
     "\u2028\u2029",
     "",
     "ü",
-    // Halves of a surrogate pair in separate deltas: each is lone in its event, and escaped.
+    // Halves of a surrogate pair in separate deltas: lone in an AG-UI event; together in legacy content.
     "cut \ud83d",
     "\udc4b pair",
     "\udc4b lone",
+    "x".repeat(600),
   ]
   const parts: Part[] = texts.map((delta) => ({ type: "text", delta }))
   const request = { model: "fixture-model", threadId: "T", runId: "R" }
+  // Legacy content grows with each delta and restarts after a tool call; its bytes must follow.
+  const withTool: Part[] = [...parts.slice(0, 5), { type: "tool-start", id: "t1", name: "f" }, ...parts.slice(5)]
   for (const transport of ["sse", "ndjson"] as const) {
-    const framed = (await collect(wireFor("agui", transport).encode(from(parts.map((part) => [part])), fixedCtx(), request))).join("")
+    const legacy = sent(await collect(wireFor("legacy", transport).encode(from(withTool.map((part) => [part])), fixedCtx(), request)))
+    const chunks = await collect(toLegacy(from(withTool), fixedCtx(), "fixture-model"))
+    expect(chunks.filter((chunk) => chunk.type === "content").map((chunk) => chunk.content)).toEqual([
+      ...texts.slice(0, 5).map((_, i) => texts.slice(0, i + 1).join("")),
+      ...texts.slice(5).map((_, i) => texts.slice(5, 5 + i + 1).join("")),
+    ])
+    expect(legacy).toBe(chunks.map(transport === "sse" ? sseFrame : ndjsonFrame).join(""))
+  }
+  for (const transport of ["sse", "ndjson"] as const) {
+    const framed = sent(await collect(wireFor("agui", transport).encode(from(parts.map((part) => [part])), fixedCtx(), request)))
     const events = await collect(toAgui(from(parts), fixedCtx(), { threadId: "T", runId: "R", model: "fixture-model" }))
     expect(framed).toBe(events.map(transport === "sse" ? sseFrame : ndjsonFrame).join(""))
   }

@@ -173,7 +173,7 @@ describe("the runs held", () => {
     live.end()
   })
 
-  test("a finished run's answer is joined: no delta stays a string of its own", () => {
+  test("a finished run's answer is joined: no delta stays a string of its own", async () => {
     const strings = () => {
       Bun.gc(true)
       return heapStats().objectTypeCounts.string ?? 0
@@ -189,7 +189,7 @@ describe("the runs held", () => {
     }
     // Each run keeps a few strings (ids, keys, its log's unsealed events' JSON), not one per delta.
     expect((strings() - before) / 100).toBeLessThan(60)
-    expect(runs.thread("o", "t7")?.messages[0]).toMatchObject({ parts: [{ content: expect.stringContaining(" w7.199") }] })
+    expect((await runs.thread("o", "t7"))?.messages[0]).toMatchObject({ parts: [{ content: expect.stringContaining(" w7.199") }] })
   })
 
   test("a refused request (discard) leaves its thread as it was", () => {

@@ -1,5 +1,6 @@
 // What every wire generation's encoder is: a step machine from parts to that generation's events.
 import { type ErrorPart, isContent, type Part } from "../parts"
+import type { Output } from "../sse"
 
 export type Encoder<E> = {
   /** The events that open a stream, before any part. */
@@ -23,15 +24,29 @@ export async function* encodeParts<E>(parts: AsyncIterable<Part>, encoder: Encod
 export type Guard = { classify: (error: unknown) => ErrorPart; onContent?: () => void }
 
 /**
- * The streaming path: one batch of parts (one network read's worth) becomes one string of frames,
- * so a read crosses one async step here instead of one per event. With `guard`, a throw from the
- * batches is the stream's final error event, in the same step (no extra generator per read).
+ * The streaming path: one batch of parts (one network read's worth) becomes one output of frames
+ * (a string, unless a frame holds bytes), so a read crosses one async step here instead of one per
+ * event. With `guard`, a throw from the batches is the stream's final error event, in the same
+ * step (no extra generator per read).
  */
-export function encodeBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>, frame: (event: E) => string, guard?: Guard) {
-  return encodeWith(batches, encoder, guard, (events) => {
+export function encodeBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>, frame: (event: E) => Output, guard?: Guard) {
+  return encodeWith(batches, encoder, guard, (events): Output | undefined => {
     let text = ""
-    for (const event of events) text += frame(event)
-    return text || undefined
+    let pieces: (string | Uint8Array)[] | undefined
+    for (const event of events) {
+      const framed = frame(event)
+      if (typeof framed === "string") {
+        text += framed
+        continue
+      }
+      pieces ??= []
+      if (text) pieces.push(text)
+      text = ""
+      for (const piece of framed) pieces.push(piece)
+    }
+    if (!pieces) return text || undefined
+    if (text) pieces.push(text)
+    return pieces
   })
 }
 

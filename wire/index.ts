@@ -1,10 +1,10 @@
 // Wire formats: how parts are encoded and framed for each client generation and transport.
 import type { Ctx, ErrorPart, Part } from "../parts"
 import type { ChatRequest, Generation } from "../request"
-import { ndjsonFrame, sseFrame } from "../sse"
+import { ndjsonFrame, type Output, sseFrame } from "../sse"
 import { type AguiEvent, aguiEncoder, aguiError, aguiFramer } from "./agui"
 import { encodeBatches, encodeEventBatches, type Guard } from "./encoder"
-import { legacyEncoder, legacyError } from "./legacy"
+import { legacyEncoder, legacyError, legacyFramer } from "./legacy"
 
 export type Transport = "sse" | "ndjson"
 type Extra = (final: Part, model: string) => Record<string, unknown>
@@ -13,10 +13,10 @@ export type RunRef = Pick<ChatRequest, "model" | "threadId" | "runId">
 
 export type Wire = {
   /**
-   * Batches of parts (one network read each) become strings of framed events, one per batch.
+   * Batches of parts (one network read each) become framed events, one output per batch.
    * `extra` adds to the final event's metadata where the generation has any (AG-UI's `metadata.tanstack`).
    */
-  encode(batches: AsyncIterable<Part[]>, ctx: Ctx, request: RunRef, extra?: Extra, guard?: Guard): AsyncIterable<string>
+  encode(batches: AsyncIterable<Part[]>, ctx: Ctx, request: RunRef, extra?: Extra, guard?: Guard): AsyncIterable<Output>
   /** The framed final event for a stream whose encoding broke off after it started. */
   failure(error: ErrorPart, ctx: Ctx, request: RunRef, extra?: Extra): string
   /** Written after the last event of a stream. */
@@ -56,7 +56,8 @@ export function wireFor(generation: Generation, transport: Transport): Wire {
     case "legacy":
       // Legacy clients warn on every comment line but drop blank lines silently (WIRE.md §2.2).
       return {
-        encode: (batches, ctx, request, extra, guard) => encodeBatches(batches, legacyEncoder(ctx, request.model, extra), frame, guard),
+        encode: (batches, ctx, request, extra, guard) =>
+          encodeBatches(batches, legacyEncoder(ctx, request.model, extra), legacyFramer(frame), guard),
         failure: (error, ctx, request, extra) => {
           extra?.(error, request.model)
           return frame(legacyError({ id: ctx.newId("chatcmpl"), model: request.model, timestamp: ctx.now() }, error))

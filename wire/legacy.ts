@@ -1,6 +1,7 @@
 // Legacy wire (@tanstack/ai-client 0.0.x, WIRE.md §2): parts become StreamChunks.
 import type { Ctx, ErrorPart, Part } from "../parts"
 import { unreachable } from "../parts"
+import type { Frame, Output } from "../sse"
 import { type Encoder, encodeParts } from "./encoder"
 
 export type Meta = { id: string; model: string; timestamp: number }
@@ -17,7 +18,30 @@ export type LegacyChunk = Meta & Record<string, unknown> & { type: string }
 export function legacyEncoder(ctx: Ctx, model: string, onFinal?: (final: Part, model: string) => unknown): Encoder<LegacyChunk> {
   const meta = (): Meta => ({ id, model, timestamp: ctx.now() })
   const id = ctx.newId("chatcmpl")
-  let segment = ""
+  // The current segment's content as its JSON string literal holds it, in UTF-8: what every
+  // content chunk sends again. Appends go past what earlier chunks' views cover, and a rewrite
+  // (or growth) takes a new buffer, so a view stays as it was made.
+  let escaped = Buffer.alloc(0)
+  let escapedLength = 0
+  const replace = (text: string) => {
+    escaped = Buffer.from(text)
+    escapedLength = escaped.length
+  }
+  const append = (delta: string) => {
+    const first = delta.charCodeAt(0)
+    // JSON.stringify escapes a lone surrogate but not a pair: a pair cut between deltas has the
+    // whole segment escaped again, as stringify would escape it.
+    if (first >= 0xdc00 && first <= 0xdfff && escapedLength)
+      return replace(JSON.stringify(contentOf(escaped.subarray(0, escapedLength)) + delta).slice(1, -1))
+    const text = JSON.stringify(delta).slice(1, -1)
+    const needed = escapedLength + text.length * 3
+    if (needed > escaped.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, escaped.length * 2, 256))
+      escaped.copy(grown, 0, 0, escapedLength)
+      escaped = grown
+    }
+    escapedLength += escaped.write(text, escapedLength)
+  }
   let thinking = ""
   let blocks = 0
   const tools = new Map<string, { index: number; name: string }>()
@@ -30,10 +54,24 @@ export function legacyEncoder(ctx: Ctx, model: string, onFinal?: (final: Part, m
         case "start":
           model = part.model || model
           return false
-        case "text":
-          segment += part.delta
-          out.push({ type: "content", ...meta(), delta: part.delta, content: segment, role: "assistant" })
+        case "text": {
+          append(part.delta)
+          const view = escaped.subarray(0, escapedLength)
+          // `content` is read back from the bytes only when asked (tests, JSON.stringify); the
+          // streaming path frames the bytes themselves (legacyFramer).
+          const chunk: LegacyChunk = {
+            type: "content",
+            ...meta(),
+            delta: part.delta,
+            get content() {
+              return contentOf(view)
+            },
+            role: "assistant",
+          }
+          contentBytes.set(chunk, view)
+          out.push(chunk)
           return false
+        }
         case "reasoning-start":
           blocks++
           return false
@@ -48,7 +86,7 @@ export function legacyEncoder(ctx: Ctx, model: string, onFinal?: (final: Part, m
           return false
         case "tool-start":
           tools.set(part.id, { index: tools.size, name: part.name })
-          segment = ""
+          replace("")
           out.push(toolCall(meta(), tools.size - 1, part.id, part.name, ""))
           return false
         case "tool-args": {
@@ -100,4 +138,35 @@ export function legacyError(meta: Meta, error: ErrorPart): LegacyChunk {
 
 function toolCall(meta: Meta, index: number, id: string, name: string, args: string): LegacyChunk {
   return { type: "tool_call", ...meta, index, toolCall: { id, type: "function", function: { name, arguments: args } } }
+}
+
+/** Each content chunk's content bytes, beside the chunk (not on it: neither sent nor compared). */
+const contentBytes = new WeakMap<LegacyChunk, Uint8Array>()
+
+/** A segment's text from its escaped UTF-8 bytes. */
+function contentOf(bytes: Buffer): string {
+  return JSON.parse(`"${bytes.toString("utf8")}"`) as string
+}
+
+/**
+ * Frames legacy chunks with `frame`. A content chunk, which carries the whole segment so far and
+ * so grows with the answer, goes out as its head, the encoder's content bytes and its tail: the
+ * same bytes JSON.stringify gives, without a string of the whole content per token.
+ */
+export function legacyFramer(frame: Frame): (chunk: LegacyChunk) => Output {
+  const { before, after } = frame
+  const tail = `","role":"assistant"}${after}`
+  let id: unknown
+  let model: unknown
+  let head = ""
+  return (chunk) => {
+    const content = contentBytes.get(chunk)
+    if (!content) return frame(chunk)
+    if (chunk.id !== id || chunk.model !== model) {
+      id = chunk.id
+      model = chunk.model
+      head = `${before}{"type":"content","id":${JSON.stringify(id)},"model":${JSON.stringify(model)},"timestamp":`
+    }
+    return [`${head}${JSON.stringify(chunk.timestamp)},"delta":${JSON.stringify(chunk.delta)},"content":"`, content, tail]
+  }
 }
