@@ -97,8 +97,17 @@ test("text that needs escaping, or not, frames as JSON.stringify frames it, for 
   ]
   const parts: Part[] = texts.map((delta) => ({ type: "text", delta }))
   const request = { model: "fixture-model", threadId: "T", runId: "R" }
-  // Legacy content grows with each delta and restarts after a tool call; its bytes must follow.
-  const withTool: Part[] = [...parts.slice(0, 5), { type: "tool-start", id: "t1", name: "f" }, ...parts.slice(5)]
+  // Legacy content grows with each delta and restarts after a tool call, and thinking grows across
+  // blocks (joined by a blank line); their bytes must follow.
+  const thinking: Part[] = [
+    { type: "reasoning-start" },
+    ...texts.slice(0, 8).map((delta): Part => ({ type: "reasoning", delta })),
+    { type: "reasoning-end" },
+    { type: "reasoning-start" },
+    ...texts.slice(8).map((delta): Part => ({ type: "reasoning", delta })),
+    { type: "reasoning-end" },
+  ]
+  const withTool: Part[] = [...thinking, ...parts.slice(0, 5), { type: "tool-start", id: "t1", name: "f" }, ...parts.slice(5)]
   for (const transport of ["sse", "ndjson"] as const) {
     const legacy = sent(await collect(wireFor("legacy", transport).encode(from(withTool.map((part) => [part])), fixedCtx(), request)))
     const chunks = await collect(toLegacy(from(withTool), fixedCtx(), "fixture-model"))
@@ -106,6 +115,9 @@ test("text that needs escaping, or not, frames as JSON.stringify frames it, for 
       ...texts.slice(0, 5).map((_, i) => texts.slice(0, i + 1).join("")),
       ...texts.slice(5).map((_, i) => texts.slice(5, 5 + i + 1).join("")),
     ])
+    expect(chunks.filter((chunk) => chunk.type === "thinking").at(-1)?.content).toBe(
+      `${texts.slice(0, 8).join("")}\n\n${texts.slice(8).join("")}`,
+    )
     expect(legacy).toBe(chunks.map(transport === "sse" ? sseFrame : ndjsonFrame).join(""))
   }
   for (const transport of ["sse", "ndjson"] as const) {

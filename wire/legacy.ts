@@ -18,34 +18,34 @@ export type LegacyChunk = Meta & Record<string, unknown> & { type: string }
 export function legacyEncoder(ctx: Ctx, model: string, onFinal?: (final: Part, model: string) => unknown): Encoder<LegacyChunk> {
   const meta = (): Meta => ({ id, model, timestamp: ctx.now() })
   const id = ctx.newId("chatcmpl")
-  // The current segment's content as its JSON string literal holds it, in UTF-8: what every
-  // content chunk sends again. Appends go past what earlier chunks' views cover, and a rewrite
-  // (or growth) takes a new buffer, so a view stays as it was made.
-  let escaped = Buffer.alloc(0)
-  let escapedLength = 0
-  const replace = (text: string) => {
-    escaped = Buffer.from(text)
-    escapedLength = escaped.length
-  }
-  const append = (delta: string) => {
-    const first = delta.charCodeAt(0)
-    // JSON.stringify escapes a lone surrogate but not a pair: a pair cut between deltas has the
-    // whole segment escaped again, as stringify would escape it.
-    if (first >= 0xdc00 && first <= 0xdfff && escapedLength)
-      return replace(JSON.stringify(contentOf(escaped.subarray(0, escapedLength)) + delta).slice(1, -1))
-    const text = JSON.stringify(delta).slice(1, -1)
-    const needed = escapedLength + text.length * 3
-    if (needed > escaped.length) {
-      const grown = Buffer.allocUnsafe(Math.max(needed, escaped.length * 2, 256))
-      escaped.copy(grown, 0, 0, escapedLength)
-      escaped = grown
-    }
-    escapedLength += escaped.write(text, escapedLength)
-  }
-  let thinking = ""
+  const segment = escapedText()
+  const thinking = escapedText()
+  /** The last two characters of the thinking text, to know whether it ends in a blank line. */
+  let thinkingEnd = ""
   let blocks = 0
+  /** A later thinking block began: its first delta continues the text after a blank line. */
+  let separate = false
   const tools = new Map<string, { index: number; name: string }>()
   const ready: { id: string; name: string; input: unknown }[] = []
+
+  /**
+   * A chunk that carries its text so far: `content` is read back from the bytes only when asked
+   * (tests, JSON.stringify); the streaming path frames the bytes themselves (legacyFramer).
+   */
+  const grown = (type: "content" | "thinking", text: EscapedText, delta: string): LegacyChunk => {
+    const bytes = text.append(delta)
+    const chunk: LegacyChunk = {
+      type,
+      ...meta(),
+      delta,
+      get content() {
+        return contentOf(bytes)
+      },
+      ...(type === "content" && { role: "assistant" }),
+    }
+    contentBytes.set(chunk, bytes)
+    return chunk
+  }
 
   return {
     open: () => [],
@@ -54,39 +54,25 @@ export function legacyEncoder(ctx: Ctx, model: string, onFinal?: (final: Part, m
         case "start":
           model = part.model || model
           return false
-        case "text": {
-          append(part.delta)
-          const view = escaped.subarray(0, escapedLength)
-          // `content` is read back from the bytes only when asked (tests, JSON.stringify); the
-          // streaming path frames the bytes themselves (legacyFramer).
-          const chunk: LegacyChunk = {
-            type: "content",
-            ...meta(),
-            delta: part.delta,
-            get content() {
-              return contentOf(view)
-            },
-            role: "assistant",
-          }
-          contentBytes.set(chunk, view)
-          out.push(chunk)
+        case "text":
+          out.push(grown("content", segment, part.delta))
           return false
-        }
         case "reasoning-start":
-          blocks++
+          separate = ++blocks > 1
           return false
         case "reasoning": {
           // One thinking part per message on this wire: later blocks continue it after a blank line.
-          const delta = blocks > 1 && thinking && !thinking.endsWith("\n\n") ? `\n\n${part.delta}` : part.delta
-          thinking += delta
-          out.push({ type: "thinking", ...meta(), delta, content: thinking })
+          const delta = separate && !thinking.empty() && thinkingEnd !== "\n\n" ? `\n\n${part.delta}` : part.delta
+          separate = false
+          thinkingEnd = (thinkingEnd + delta).slice(-2)
+          out.push(grown("thinking", thinking, delta))
           return false
         }
         case "reasoning-end":
           return false
         case "tool-start":
           tools.set(part.id, { index: tools.size, name: part.name })
-          replace("")
+          segment.reset()
           out.push(toolCall(meta(), tools.size - 1, part.id, part.name, ""))
           return false
         case "tool-args": {
@@ -140,33 +126,75 @@ function toolCall(meta: Meta, index: number, id: string, name: string, args: str
   return { type: "tool_call", ...meta, index, toolCall: { id, type: "function", function: { name, arguments: args } } }
 }
 
-/** Each content chunk's content bytes, beside the chunk (not on it: neither sent nor compared). */
-const contentBytes = new WeakMap<LegacyChunk, Uint8Array>()
+/** Each growing chunk's content bytes, beside the chunk (not on it: neither sent nor compared). */
+const contentBytes = new WeakMap<LegacyChunk, Buffer>()
 
-/** A segment's text from its escaped UTF-8 bytes. */
+type EscapedText = ReturnType<typeof escapedText>
+
+/**
+ * Text that grows a delta at a time, kept as the inside of its JSON string literal in UTF-8: what
+ * every content (or thinking) chunk sends again. `append` returns a view of it all so far; later
+ * appends go past that view, and a rewrite or growth takes a new buffer, so a view stays as made.
+ */
+function escapedText() {
+  let bytes = Buffer.alloc(0)
+  let length = 0
+  const replace = (text: string) => {
+    bytes = Buffer.from(text)
+    length = bytes.length
+  }
+  return {
+    append(delta: string): Buffer {
+      const first = delta.charCodeAt(0)
+      // JSON.stringify escapes a lone surrogate but not a pair: a pair cut between deltas has the
+      // whole text escaped again, as stringify would escape it.
+      if (first >= 0xdc00 && first <= 0xdfff && length) replace(JSON.stringify(contentOf(bytes.subarray(0, length)) + delta).slice(1, -1))
+      else {
+        const text = JSON.stringify(delta).slice(1, -1)
+        const needed = length + text.length * 3
+        if (needed > bytes.length) {
+          const larger = Buffer.allocUnsafe(Math.max(needed, bytes.length * 2, 256))
+          bytes.copy(larger, 0, 0, length)
+          bytes = larger
+        }
+        length += bytes.write(text, length)
+      }
+      return bytes.subarray(0, length)
+    },
+    reset: () => replace(""),
+    empty: () => length === 0,
+  }
+}
+
+/** A text from its escaped UTF-8 bytes. */
 function contentOf(bytes: Buffer): string {
   return JSON.parse(`"${bytes.toString("utf8")}"`) as string
 }
 
 /**
- * Frames legacy chunks with `frame`. A content chunk, which carries the whole segment so far and
- * so grows with the answer, goes out as its head, the encoder's content bytes and its tail: the
- * same bytes JSON.stringify gives, without a string of the whole content per token.
+ * Frames legacy chunks with `frame`. A content or thinking chunk, which carries all its text so far
+ * and so grows with the answer, goes out as its head, the encoder's bytes and its tail: the same
+ * bytes JSON.stringify gives, without a string of the whole text per token.
  */
 export function legacyFramer(frame: Frame): (chunk: LegacyChunk) => Output {
   const { before, after } = frame
-  const tail = `","role":"assistant"}${after}`
+  const tails = { content: `","role":"assistant"}${after}`, thinking: `"}${after}` }
   let id: unknown
   let model: unknown
   let head = ""
   return (chunk) => {
-    const content = contentBytes.get(chunk)
-    if (!content) return frame(chunk)
+    const bytes = contentBytes.get(chunk)
+    if (!bytes) return frame(chunk)
     if (chunk.id !== id || chunk.model !== model) {
       id = chunk.id
       model = chunk.model
-      head = `${before}{"type":"content","id":${JSON.stringify(id)},"model":${JSON.stringify(model)},"timestamp":`
+      head = `,"id":${JSON.stringify(id)},"model":${JSON.stringify(model)},"timestamp":`
     }
-    return [`${head}${JSON.stringify(chunk.timestamp)},"delta":${JSON.stringify(chunk.delta)},"content":"`, content, tail]
+    const type = chunk.type as "content" | "thinking"
+    return [
+      `${before}{"type":"${type}"${head}${JSON.stringify(chunk.timestamp)},"delta":${JSON.stringify(chunk.delta)},"content":"`,
+      bytes,
+      tails[type],
+    ]
   }
 }
