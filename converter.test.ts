@@ -3,6 +3,7 @@ import { verifyEvents } from "@ag-ui/client"
 import type { BaseEvent } from "@ag-ui/core"
 import { from as observe, lastValueFrom, toArray } from "rxjs"
 import { collect, expectJsonl, fixtureNames, from, replay, replayRaw } from "./fixtures/replay"
+import { anthropicConverter, openaiConverter } from "./converter"
 import { type Part, fixedCtx } from "./parts"
 import { type ChatRequest, REDACTED_PREFIX } from "./request"
 import { type AguiEvent, toAgui } from "./wire/agui"
@@ -291,6 +292,31 @@ describe("what the transcripts mean", () => {
   test("a stream that stops without message_stop is reported, not silently cut", async () => {
     expect(last(await replay("anthropic-cut", 1))).toMatchObject({ type: "error", code: "stream_interrupted" })
   })
+})
+
+test("a text field that is not a string is no text, and both wires stream on", async () => {
+  const openai = openaiConverter()
+  const base = { id: "c", object: "chat.completion.chunk", created: 1, model: "m" }
+  const chunk = (delta: object) => ({ ...base, choices: [{ index: 0, delta, finish_reason: null }] }) as never
+  const anthropic = anthropicConverter()
+  const parts: Part[] = [
+    ...openai.step(chunk({ role: "assistant", content: "" })),
+    ...openai.step(chunk({ reasoning: { text: "structured" } })),
+    ...openai.step(chunk({ content: 7 })),
+    ...openai.step(chunk({ content: "text" })),
+    ...anthropic.step({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: 5 } } as never),
+    ...anthropic.step({ type: "content_block_delta", index: 0, delta: { type: "thinking_delta", thinking: {} } } as never),
+  ]
+  expect(parts).toEqual([
+    { type: "start", model: "m" },
+    { type: "text", delta: "text" },
+  ])
+  const finish: Part = { type: "finish", reason: "stop", usage: { inputTokens: 1, outputTokens: 1 } }
+  const request = { model: "m", threadId: "T", runId: "R" }
+  for (const generation of ["legacy", "agui"] as const) {
+    const text = sent(await collect(wireFor(generation, "sse").encode(from([[...parts, finish]]), fixedCtx(), request)))
+    expect(text).toContain('"text"')
+  }
 })
 
 describe("legacy encoding rules (WIRE.md §2)", () => {

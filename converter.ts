@@ -89,9 +89,9 @@ function anthropicStep(state: AnthropicState, event: Anthropic.RawMessageStreamE
       const delta = event.delta
       switch (delta.type) {
         case "text_delta":
-          return delta.text ? [{ type: "text", delta: delta.text }] : []
+          return textOf(delta.text) ? [{ type: "text", delta: delta.text }] : []
         case "thinking_delta":
-          return delta.thinking ? [{ type: "reasoning", delta: delta.thinking }] : []
+          return textOf(delta.thinking) ? [{ type: "reasoning", delta: delta.thinking }] : []
         case "signature_delta":
           if (block?.kind === "thinking") block.signature += delta.signature
           return []
@@ -165,6 +165,14 @@ type OpenAIState = {
 /** DeepSeek-style servers stream thinking beside the text; OpenAI's own types do not name it. */
 type CompatDelta = OpenAI.ChatCompletionChunk.Choice.Delta & { reasoning_content?: string | null; reasoning?: string | null }
 
+/**
+ * A provider's text field as text: what is not a string (an OpenAI-compatible server's structured
+ * `reasoning`, a malformed event) is no text, so every part's delta is a string.
+ */
+function textOf(value: unknown): string {
+  return typeof value === "string" ? value : ""
+}
+
 /** Converts OpenAI (or OpenAI-compatible) Chat Completions chunks, requested with `include_usage`. */
 export async function* fromOpenAI(chunks: AsyncIterable<OpenAI.ChatCompletionChunk>): AsyncGenerator<Part> {
   const converter = openaiConverter()
@@ -225,14 +233,14 @@ function openaiStep(state: OpenAIState, chunk: OpenAI.ChatCompletionChunk): Part
   const choice = chunk.choices[0]
   if (!choice) return parts
   const delta = choice.delta as CompatDelta
-  const thinking = delta.reasoning_content ?? delta.reasoning
+  const thinking = textOf(delta.reasoning_content ?? delta.reasoning)
   if (thinking) {
     if (!state.reasoning) parts.push({ type: "reasoning-start" })
     state.reasoning = true
     parts.push({ type: "reasoning", delta: thinking })
   }
-  const text = (delta.content ?? "") + (delta.refusal ?? "")
-  if (delta.refusal) state.refused = true
+  const text = textOf(delta.content) + textOf(delta.refusal)
+  if (textOf(delta.refusal)) state.refused = true
   if (text || delta.tool_calls?.length) closeReasoning(state, parts)
   if (text) parts.push({ type: "text", delta: text })
   for (const fragment of delta.tool_calls ?? []) {

@@ -58,6 +58,9 @@ export function streamResponse(frames: AsyncIterable<Output>, options: StreamOpt
   const finish = (end: StreamEnd, error?: unknown) => {
     if (closed) return false
     closed = true
+    // What was never written goes (a cancelled stream's pieces may view a whole legacy answer).
+    buffer = ""
+    pieces = []
     stopBeating?.()
     options.signal?.removeEventListener("abort", leave)
     wake?.()

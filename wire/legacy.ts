@@ -153,7 +153,8 @@ function escapedText() {
         const text = JSON.stringify(delta).slice(1, -1)
         const needed = length + text.length * 3
         if (needed > bytes.length) {
-          const larger = Buffer.allocUnsafe(Math.max(needed, bytes.length * 2, 256))
+          // Zeroed and its own: a view's buffer holds nothing but this text.
+          const larger = Buffer.alloc(Math.max(needed, bytes.length * 2, 256))
           bytes.copy(larger, 0, 0, length)
           bytes = larger
         }
