@@ -1,9 +1,10 @@
 // Benchmark: sidechat against a raw pass-through proxy, each in its own process, in front of the
 // same fake provider (another process), measured in the same run and reported as ratios.
 // `bun run bench` (a few minutes) or `bun run bench --quick` (under two minutes).
-// Parts: full speed and paced streams for both providers, streams held through a silence, bytes
-// per token, and the compiled binary's cold start. Exits non-zero if any stream failed.
-import { existsSync, readFileSync } from "node:fs"
+// Parts: full speed and paced streams for both providers, streams held through a silence (by
+// `bun run index.ts` and by the compiled binary), bytes per token, and the binary's cold start.
+// Exits non-zero if any stream failed.
+import { readFileSync } from "node:fs"
 import { upstreamFetch } from "../upstream/transport"
 
 const QUICK = process.argv.includes("--quick")
@@ -40,7 +41,9 @@ type Child = { url: string; pid: number; cpu: () => number; rss: () => number; s
  */
 async function start(entry: string, env: Record<string, string>, fileLimit?: number): Promise<Child> {
   const port = freePort()
-  const command = `${fileLimit ? `ulimit -n ${fileLimit} 2>/dev/null; ` : ""}exec "${process.execPath}" run "${entry}"`
+  // A path not ending in .ts is a compiled binary, run as it is.
+  const run = entry.endsWith(".ts") ? `"${process.execPath}" run "${entry}"` : `"${entry}"`
+  const command = `${fileLimit ? `ulimit -n ${fileLimit} 2>/dev/null; ` : ""}exec ${run}`
   const child = Bun.spawn(["sh", "-c", command], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: String(port), ...env },
@@ -275,17 +278,14 @@ async function coldStart(binary: string, tokens = true) {
 
 const provider = await start(`${ROOT}/bench/provider.ts`, {})
 const unlimited = { RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_CLIENT: "0", PROVIDER_MAX_RETRIES: "0" }
-const sidechatChild = await start(
-  `${ROOT}/index.ts`,
-  {
-    ...unlimited,
-    ANTHROPIC_API_KEY: "sk-ant-bench-000000000000",
-    ANTHROPIC_BASE_URL: provider.url,
-    OPENAI_API_KEY: "sk-bench-000000000000",
-    OPENAI_BASE_URL: `${provider.url}/v1`,
-  },
-  65_536,
-)
+const sidechatEnv = {
+  ...unlimited,
+  ANTHROPIC_API_KEY: "sk-ant-bench-000000000000",
+  ANTHROPIC_BASE_URL: provider.url,
+  OPENAI_API_KEY: "sk-bench-000000000000",
+  OPENAI_BASE_URL: `${provider.url}/v1`,
+}
+const sidechatChild = await start(`${ROOT}/index.ts`, sidechatEnv, 65_536)
 const proxyChild = await start(`${ROOT}/bench/proxy.ts`, { PROVIDER_URL: provider.url, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }, 65_536)
 const sidechat: Target = { name: "sidechat", url: sidechatChild.url, kind: "sidechat", cpu: sidechatChild.cpu, rss: sidechatChild.rss }
 const proxy: Target = { name: "proxy", url: proxyChild.url, kind: "native", cpu: proxyChild.cpu, rss: proxyChild.rss }
@@ -329,20 +329,28 @@ if (wanted("paced")) {
   }
 }
 
-if (wanted("held")) console.log(`\nheld: ${HELD.streams} streams, one token, ${HELD.silenceMs / 1000} s of provider silence, then the rest`)
-for (const target of wanted("held") ? [proxy, sidechat] : []) {
-  const result = await held(target)
-  console.log(
-    `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB 3 s after they closed`,
-  )
+// The compiled binary, built from this tree (held streams and cold start run it).
+const binary = `${ROOT}/dist/sidechat`
+const build = (args: string[]) => Bun.spawn([process.execPath, ...args], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
+if (wanted("held") || wanted("cold")) await build(["run", "build"])
+
+if (wanted("held")) {
+  console.log(`\nheld: ${HELD.streams} streams, one token, ${HELD.silenceMs / 1000} s of provider silence, then the rest`)
+  const binaryChild = await start(binary, sidechatEnv, 65_536)
+  const compiled: Target = { name: "binary", url: binaryChild.url, kind: "sidechat", cpu: binaryChild.cpu, rss: binaryChild.rss }
+  await fullSpeed(compiled, "anthropic", 8) // warm-up, as the others had
+  for (const target of [proxy, sidechat, compiled]) {
+    const result = await held(target)
+    console.log(
+      `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB 3 s after they closed`,
+    )
+  }
+  await binaryChild.stop()
 }
 
 if (wanted("cold")) {
   // The floor: a compiled binary that only binds Bun.serve, built with the same flags.
-  const binary = `${ROOT}/dist/sidechat`
   const bare = `${ROOT}/dist/bench-bare`
-  const build = (args: string[]) => Bun.spawn([process.execPath, ...args], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
-  if (!existsSync(binary)) await build(["run", "build"])
   await build(["build", "--compile", "--minify", "--bytecode", "--format=esm", "bench/bare.ts", "--outfile", bare])
   const floor = await coldStart(bare, false)
   const cold = await coldStart(binary)
