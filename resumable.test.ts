@@ -289,3 +289,18 @@ describe("resuming what is not there", () => {
     }
   })
 })
+
+describe("what the runs hold", () => {
+  test("/metrics shows what the runs hold: runs, threads and their bytes", async () => {
+    const runId = `metrics-${crypto.randomUUID()}`
+    expect(await (await post(runId)).text()).toContain("RUN_FINISHED")
+    const metrics = await (await fetch(`${sidechat.url}/metrics`, { headers: bearer() })).text()
+    const value = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1])
+    expect(value("sidechat_resumable_runs")).toBeGreaterThanOrEqual(1)
+    expect(value("sidechat_resumable_threads")).toBeGreaterThanOrEqual(1)
+    // At least this run's events, and its thread's message and answer.
+    expect(value("sidechat_resumable_log_bytes")).toBeGreaterThan(ANSWER.length)
+    expect(value("sidechat_resumable_thread_bytes")).toBeGreaterThan(ANSWER.length)
+    expect(value("sidechat_resumable_live_runs")).toBeGreaterThanOrEqual(0)
+  })
+})

@@ -41,15 +41,20 @@ export function createObserver(options: { config: Config; logger: Logger; prices
   if (config.redisUrl)
     registry.gauge("sidechat_redis_up", "1 while the shared Redis (REDIS_URL) is reachable.", () => sources.redisUp?.() ?? 0)
   if (config.resumable) {
-    registry.gauge("sidechat_resumable_runs", "Resumable runs held in this process.", () => sources.runs?.().runs ?? 0)
-    registry.gauge("sidechat_resumable_live_runs", "Resumable runs still streaming.", () => sources.runs?.().live ?? 0)
-    registry.gauge("sidechat_resumable_log_bytes", "Event JSON held in resumable run logs.", () => sources.runs?.().bytes ?? 0)
-    registry.gauge("sidechat_resumable_threads", "Threads held for hydration.", () => sources.runs?.().threads ?? 0)
-    registry.gauge(
-      "sidechat_resumable_thread_bytes",
-      "Text held in those threads' messages and answers.",
-      () => sources.runs?.().threadBytes ?? 0,
-    )
+    // One walk of the runs per scrape, not one per gauge: the scrape reads them all in one turn.
+    let held: ReturnType<NonNullable<Sources["runs"]>> | undefined
+    const runs = () => {
+      if (!held) {
+        held = sources.runs?.() ?? { runs: 0, live: 0, bytes: 0, threads: 0, threadBytes: 0 }
+        queueMicrotask(() => (held = undefined))
+      }
+      return held
+    }
+    registry.gauge("sidechat_resumable_runs", "Resumable runs held in this process.", () => runs().runs)
+    registry.gauge("sidechat_resumable_live_runs", "Resumable runs still streaming.", () => runs().live)
+    registry.gauge("sidechat_resumable_log_bytes", "Event JSON held in resumable run logs.", () => runs().bytes)
+    registry.gauge("sidechat_resumable_threads", "Threads held for hydration.", () => runs().threads)
+    registry.gauge("sidechat_resumable_thread_bytes", "Text held in those threads' messages and answers.", () => runs().threadBytes)
   }
   const requests = registry.counter("sidechat_requests_total", "HTTP requests by route, status, wire generation and transport.")
   const endings = registry.counter("sidechat_stream_endings_total", "Chat requests by how they ended.")
