@@ -170,6 +170,42 @@ describe.skipIf(!REDIS)("two instances and one Redis", () => {
     expect(hydrated.activeRun).toBeNull()
   })
 
+  test("a request refused after its run was claimed (rate limited) leaves the thread as it was, in Redis too", async () => {
+    // An instance of its own, with a token of its own: one request a minute.
+    const limitedToken = "cluster-limited-0123456789"
+    const limited = await spawnSidechat(env({ AUTH_TOKEN: limitedToken, RATE_LIMIT_PER_MINUTE: "1", RATE_LIMIT_BURST: "1" }))
+    try {
+      await redisUp(limited, true)
+      const auth = { authorization: `Bearer ${limitedToken}` }
+      const threadId = `refused-${crypto.randomUUID()}`
+      const send = (runId: string) =>
+        fetch(`${limited.url}/chat`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...auth },
+          body: body(runId, threadId),
+        })
+      const hydrate = async (server: SidechatProcess) =>
+        (
+          (await (await fetch(`${server.url}/chat?threadId=${threadId}`, { headers: { ...auth, accept: "application/json" } })).json()) as {
+            messages: { id: string }[]
+          }
+        ).messages.map((message) => message.id)
+      const first = await send("kept")
+      expect(first.status).toBe(200)
+      await first.text()
+      await Bun.sleep(100)
+      const before = await hydrate(limited)
+      expect(before[0]).toBe("u-kept")
+      const refused = await send("refused")
+      expect(refused.status).toBe(429)
+      await Bun.sleep(100)
+      // Hydration takes the newer of this instance's thread and Redis's: both must be the kept one.
+      expect(await hydrate(limited)).toEqual(before)
+    } finally {
+      await limited.stop()
+    }
+  })
+
   test("the same POST on A and B at once: one provider call, and both read the one run", async () => {
     const runId = `both-${crypto.randomUUID()}`
     const before = fake.seen.length

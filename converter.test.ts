@@ -306,6 +306,7 @@ test("a text field that is not a string is no text, and both wires stream on", a
     ...openai.step(chunk({ content: "text" })),
     ...anthropic.step({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: 5 } } as never),
     ...anthropic.step({ type: "content_block_delta", index: 0, delta: { type: "thinking_delta", thinking: {} } } as never),
+    ...anthropic.step({ type: "content_block_start", index: 1, content_block: { type: "text", text: 5 } } as never),
   ]
   expect(parts).toEqual([
     { type: "start", model: "m" },

@@ -66,10 +66,10 @@ function anthropicStep(state: AnthropicState, event: Anthropic.RawMessageStreamE
       switch (block.type) {
         case "text":
           state.blocks.set(event.index, { kind: "text" })
-          return block.text ? [{ type: "text", delta: block.text }] : []
+          return textOf(block.text) ? [{ type: "text", delta: block.text }] : []
         case "thinking":
           state.blocks.set(event.index, { kind: "thinking", signature: block.signature ?? "" })
-          return block.thinking
+          return textOf(block.thinking)
             ? [{ type: "reasoning-start" }, { type: "reasoning", delta: block.thinking }]
             : [{ type: "reasoning-start" }]
         case "redacted_thinking":

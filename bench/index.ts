@@ -332,20 +332,26 @@ if (wanted("paced")) {
 // The compiled binary, built from this tree (held streams and cold start run it).
 const binary = `${ROOT}/dist/sidechat`
 const build = (args: string[]) => Bun.spawn([process.execPath, ...args], { cwd: ROOT, stdout: "ignore", stderr: "inherit" }).exited
-if (wanted("held") || wanted("cold")) await build(["run", "build"])
+if ((wanted("held") || wanted("cold")) && (await build(["run", "build"])) !== 0) {
+  console.error("the binary did not build: held streams and cold start need it")
+  process.exit(1)
+}
 
 if (wanted("held")) {
   console.log(`\nheld: ${HELD.streams} streams, one token, ${HELD.silenceMs / 1000} s of provider silence, then the rest`)
   const binaryChild = await start(binary, sidechatEnv, 65_536)
   const compiled: Target = { name: "binary", url: binaryChild.url, kind: "sidechat", cpu: binaryChild.cpu, rss: binaryChild.rss }
-  await fullSpeed(compiled, "anthropic", 8) // warm-up, as the others had
-  for (const target of [proxy, sidechat, compiled]) {
-    const result = await held(target)
-    console.log(
-      `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB 3 s after they closed`,
-    )
+  try {
+    await fullSpeed(compiled, "anthropic", 8) // warm-up, as the others had
+    for (const target of [proxy, sidechat, compiled]) {
+      const result = await held(target)
+      console.log(
+        `${target.name.padEnd(9)} opened ${result.opened}, finished ${result.finished}; ${(result.perStream / 1024).toFixed(1)} KiB per open stream; RSS ${(result.before / 2 ** 20).toFixed(0)} → ${(result.after / 2 ** 20).toFixed(0)} MiB 3 s after they closed`,
+      )
+    }
+  } finally {
+    await binaryChild.stop()
   }
-  await binaryChild.stop()
 }
 
 if (wanted("cold")) {

@@ -115,7 +115,14 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
         discard() {
           started.discard()
           clearInterval(heartbeat)
-          if (claimed) void write("DEL", [keys.run, keys.runId, keys.live, keys.log]).catch(() => {})
+          if (!claimed) return
+          void write("DEL", [keys.run, keys.runId, keys.live, keys.log]).catch(() => {})
+          // The claim mirrored this request's thread; the thread goes back to what it was here.
+          if (!mirrored) return
+          const thread = local.thread(owner, input.threadId) as ReturnType<typeof local.thread> & object
+          void (
+            thread ? write("SET", [keys.thread, JSON.stringify({ ...thread, at: Date.now() }), "EX", ttl]) : write("DEL", [keys.thread])
+          ).catch(() => {})
         },
         end() {
           started.end()
@@ -164,7 +171,8 @@ export function createClusterRuns(local: Runs, redis: Redis, logger: Pick<Logger
       const thread = JSON.parse(json) as { messages: UIMessage[]; activeRun?: string; at?: number }
       // The newer of the two: a later run of the thread may have happened on another instance.
       if (here && (here.at ?? 0) >= (thread.at ?? 0)) return here
-      const live = thread.activeRun && (await redis.send("GET", [`sidechat:runid:${owner}:${thread.activeRun}`]).catch(() => null))
+      const live =
+        thread.activeRun !== undefined && (await redis.send("GET", [`sidechat:runid:${owner}:${thread.activeRun}`]).catch(() => null))
       const running = live && (await redis.send("EXISTS", [`sidechat:live:${live}`]).catch(() => 0))
       return { messages: thread.messages, activeRun: running ? thread.activeRun : undefined, at: thread.at }
     },

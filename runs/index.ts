@@ -28,8 +28,19 @@ export type Started = {
 }
 /** `stopAsked`: a DELETE came before the stream could be stopped (`control`); it is stopped then. */
 type Entry = { log: RunLog; stop: (reason: "stopped" | "abandoned") => void; timer?: ReturnType<typeof setTimeout>; stopAsked?: boolean }
-/** `bytes`: what the messages weigh (the answer counts its own). */
-type Thread = { messages: UIMessage[]; bytes: number; answer?: AnswerBuilder; activeRun?: string; touched: number }
+/**
+ * `bytes`: what the messages weigh (the answer counts its own). Until its run ends, a thread keeps
+ * the one it replaced (`previous`), so that a refused request (`discarded`) can put it back.
+ */
+type Thread = {
+  messages: UIMessage[]
+  bytes: number
+  answer?: AnswerBuilder
+  activeRun?: string
+  touched: number
+  previous?: Thread
+  discarded?: boolean
+}
 
 export type Runs = {
   config: RunsConfig
@@ -119,7 +130,6 @@ export function createRuns(config: RunsConfig): Runs {
       runs.set(key, entry)
       capabilities.set(log.capability, key)
       const threadKey = keyOf(owner, input.threadId)
-      const previous = threads.get(threadKey)
       const answer = answerBuilder(`${input.runId}-answer`)
       const messages = fromWireMessages(input.messages)
       const thread: Thread = {
@@ -128,6 +138,7 @@ export function createRuns(config: RunsConfig): Runs {
         answer,
         activeRun: input.runId,
         touched: Date.now(),
+        previous: threads.get(threadKey),
       }
       threads.set(threadKey, thread)
       // With this run's messages counted: a long history may push older runs and threads out.
@@ -146,6 +157,7 @@ export function createRuns(config: RunsConfig): Runs {
         end() {
           log.end()
           answer.settle()
+          thread.previous = undefined
           clearTimeout(entry.timer)
           // The stream is over: nothing of it (its stop reaches all of it) is kept for the TTL.
           entry.timer = undefined
@@ -158,9 +170,12 @@ export function createRuns(config: RunsConfig): Runs {
           clearTimeout(entry.timer)
           drop(key)
           log.end()
-          // A refused request leaves the thread as it was.
+          // A refused request leaves the thread as it was: the last one whose request was not refused.
+          thread.discarded = true
           if (threads.get(threadKey) === thread) {
-            if (previous) threads.set(threadKey, previous)
+            let back = thread.previous
+            while (back?.discarded) back = back.previous
+            if (back) threads.set(threadKey, back)
             else threads.delete(threadKey)
           }
         },
@@ -207,8 +222,8 @@ export function createRuns(config: RunsConfig): Runs {
     thread(owner, threadId) {
       const thread = threads.get(keyOf(owner, threadId))
       if (!thread) return undefined
-      const active = thread.activeRun && runs.get(keyOf(owner, thread.activeRun))
-      if (thread.activeRun && (!active || active.log.ended())) thread.activeRun = undefined
+      const active = thread.activeRun !== undefined && runs.get(keyOf(owner, thread.activeRun))
+      if (thread.activeRun !== undefined && (!active || active.log.ended())) thread.activeRun = undefined
       const answer = thread.answer?.message()
       const answered = answer?.parts.length ? [answer] : []
       return { messages: [...thread.messages, ...answered], activeRun: thread.activeRun, at: thread.touched }

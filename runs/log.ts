@@ -87,13 +87,14 @@ export function createRunLog(meta: { runId: string; threadId: string; capability
         }
       }
       // The oldest block at a time, once all of it was there before this batch; a cap smaller than
-      // a block takes the unsealed events one by one.
+      // a block takes the unsealed events one by one, also only those from before this batch.
       while (size > maxBytes && held() > 1) {
         if (sealed.length) {
           if (first + BLOCK > unread) break
           size -= (sealed.shift() as string).length
           first += BLOCK
         } else {
+          if (first >= unread) break
           size -= (open.shift() as string).length
           first++
         }

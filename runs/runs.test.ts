@@ -95,6 +95,24 @@ describe("a run's log", () => {
     expect(log.firstSeq()).toBe(64)
   })
 
+  test("a cap smaller than a block never cuts off a caught-up reader either, however large the batch", async () => {
+    const log = createRunLog(meta, 1024)
+    const seen: number[] = []
+    const reading = (async () => {
+      for await (const got of log.tail(-1, new AbortController().signal)) seen.push(...got.map(({ seq }) => seq))
+    })()
+    log.append([event(0)])
+    await Bun.sleep(0)
+    // A batch alone well over the cap.
+    log.append(Array.from({ length: 40 }, (_, i) => event(1 + i)))
+    await Bun.sleep(0)
+    log.append([event(41)])
+    log.end()
+    await reading
+    expect(seen).toEqual(Array.from({ length: 42 }, (_, i) => i))
+    expect(log.firstSeq()).toBeGreaterThan(0)
+  })
+
   test("a cap smaller than a block drops unsealed events one by one, and keeps the last", async () => {
     const log = createRunLog(meta, 1)
     fill(log, 10, [1, 2])
@@ -202,6 +220,22 @@ describe("the runs held", () => {
     if (refused === "exists") throw new Error("exists")
     refused.discard()
     expect(runs.thread("o", "t")).toMatchObject({ messages: [{ id: "u1" }, { parts: [{ content: "kept" }] }] })
+    // Two refused requests on the thread, given back in either order: still the kept thread.
+    for (const order of [
+      [0, 1],
+      [1, 0],
+    ]) {
+      const refusedToo = [4, 5].map((n) => runs.start("o", { runId: `r${n}${order}`, threadId: "t", messages: history(n) }))
+      for (const index of order) (refusedToo[index] as Exclude<(typeof refusedToo)[number], "exists">).discard()
+      expect(runs.thread("o", "t")).toMatchObject({ messages: [{ id: "u1" }, { parts: [{ content: "kept" }] }] })
+    }
+    // A refused request before a run that goes ahead: the new run's thread stands.
+    const refusedFirst = runs.start("o", { runId: "r6", threadId: "t", messages: history(6) })
+    const goesAhead = runs.start("o", { runId: "r7", threadId: "t", messages: history(7) })
+    if (refusedFirst === "exists" || goesAhead === "exists") throw new Error("exists")
+    refusedFirst.discard()
+    goesAhead.end()
+    expect(runs.thread("o", "t")).toMatchObject({ messages: [{ id: "u7" }] })
     const alone = runs.start("o", { runId: "r3", threadId: "new", messages: history(3) })
     if (alone === "exists") throw new Error("exists")
     alone.discard()

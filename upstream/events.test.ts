@@ -199,6 +199,11 @@ describe("plainContentDelta: the OpenAI content shortcut agrees with the full pa
     const answers = stream.map((data) => reader(data))
     expect(answers).toEqual(stream.map((data) => plainContentDelta(data)))
     expect(answers.filter((answer) => answer !== undefined)).toHaveLength(10)
+    // A fresh reader whose first chunk fails after a plain head: a truncated chunk then is no text.
+    const fresh = contentDeltaReader()
+    const cut = chunk('"cut"')
+    expect(fresh(chunk('"x","refusal":null'))).toBeUndefined()
+    expect(fresh(cut.slice(0, cut.indexOf('"cut"') + 5))).toBeUndefined()
   })
 
   test("anything else takes the full path", () => {
@@ -228,6 +233,8 @@ describe("plainContentDelta: the OpenAI content shortcut agrees with the full pa
       chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"choices":7'),
       chunk('"a"', ',"logprobs":null,"finish_reason":null', ',"usage":5'),
       chunk('"a"').replace('"created":1732000000', '"usage":"x"'),
+      // Too long to be a token's chunk (and to check field by field): the full path.
+      chunk(`"${"x".repeat(20_000)}"`),
     ]
     for (const data of others) expect(plainContentDelta(data)).toBeUndefined()
   })

@@ -167,6 +167,8 @@ function literalText(data: string, open: number, close: number): string | undefi
 const NEEDS_PARSE = /["\\\x00-\x1f]/
 
 const CONTENT_HEAD = ',"choices":[{"index":0,"delta":{"content":"'
+/** The longest chunk the shortcut looks at (a plain token's chunk is a few hundred characters). */
+const MAX_PLAIN = 16_384
 /** What may follow the delta inside its choice when nothing else happens in the chunk. */
 const CHOICE_TAILS = new Set(["}]", ',"logprobs":null}]', ',"finish_reason":null}]', ',"logprobs":null,"finish_reason":null}]'])
 /**
@@ -193,6 +195,8 @@ export function plainContentDelta(data: string): string | undefined {
 
 /** Where a plain content chunk's literal opens (its quote), after plain fields only; else -1. */
 function contentOpen(data: string): number {
+  // A chunk this long is no plain token (and would take the field checks a long time): full path.
+  if (data.length > MAX_PLAIN) return -1
   const at = data.indexOf(CONTENT_HEAD)
   return at > 0 && HEAD_FIELDS.test(data.slice(0, at)) ? at + CONTENT_HEAD.length - 1 : -1
 }
@@ -226,21 +230,24 @@ export function contentDeltaReader(): (data: string) => string | undefined {
   // lone surrogates, so UTF-8 gives it back unchanged).
   const copy = (text: string) => Buffer.from(text).toString()
   return (data) => {
-    let open = head.length - 1
     if (head && data.startsWith(head)) {
-      const close = data.length - tail.length - 1
-      if (close > open && data.endsWith(tail) && data.charCodeAt(close) === 34) {
-        const inner = data.slice(open + 1, close)
+      const open = head.length - 1
+      const end = data.length - tail.length - 1
+      if (end > open && data.endsWith(tail) && data.charCodeAt(end) === 34) {
+        const inner = data.slice(open + 1, end)
         if (!NEEDS_PARSE.test(inner)) return inner
       }
-    } else {
-      open = contentOpen(data)
-      if (open < 0) return undefined
-      head = copy(data.slice(0, open + 1))
+      const close = data.length > MAX_PLAIN ? -1 : contentClose(data, open)
+      if (close < 0) return undefined
+      if (!data.endsWith(tail) || data.length - close - 1 !== tail.length) tail = copy(data.slice(close + 1))
+      return literalText(data, open, close)
     }
-    const close = contentClose(data, open)
+    const open = contentOpen(data)
+    const close = open < 0 ? -1 : contentClose(data, open)
     if (close < 0) return undefined
-    if (!data.endsWith(tail) || data.length - close - 1 !== tail.length) tail = copy(data.slice(close + 1))
+    // Head and tail are kept together, from a chunk that passed the whole check.
+    head = copy(data.slice(0, open + 1))
+    tail = copy(data.slice(close + 1))
     return literalText(data, open, close)
   }
 }
