@@ -10,6 +10,12 @@ import { createRuns } from "./index"
 const meta = { runId: "r", threadId: "t", capability: "c".repeat(16), owner: "o" }
 const event = (seq: number) => JSON.stringify({ type: "TEXT_MESSAGE_CONTENT", delta: `w${seq}\n"é` })
 
+/** Strings alive on the heap, after a full collection. */
+function strings(): number {
+  Bun.gc(true)
+  return heapStats().objectTypeCounts.string ?? 0
+}
+
 /** Appends `count` events in batches of the given sizes, in turn. */
 function fill(log: ReturnType<typeof createRunLog>, count: number, sizes = [1, 7, 64, 3, 130]) {
   for (let seq = 0, turn = 0; seq < count; turn++) {
@@ -151,10 +157,6 @@ describe("a thread's answer", () => {
     expect(answer.bytes()).toBe(64 * 4 + [...text.slice(0, 300), ...text, ...text].join("").length + (args(0).length + 3 + args(1).length))
   })
   test("a long answer is held as a few strings, not one per delta", () => {
-    const strings = () => {
-      Bun.gc(true)
-      return heapStats().objectTypeCounts.string ?? 0
-    }
     const answer = answerBuilder("a")
     const before = strings()
     // Fresh strings, as parsed from the provider's stream: each would stay alive in a `+=` rope.
@@ -192,10 +194,6 @@ describe("the runs held", () => {
   })
 
   test("a finished run's answer is joined: no delta stays a string of its own", async () => {
-    const strings = () => {
-      Bun.gc(true)
-      return heapStats().objectTypeCounts.string ?? 0
-    }
     const runs = createRuns({ ...config, maxBytes: 1 << 30 })
     const before = strings()
     for (let n = 0; n < 100; n++) {
