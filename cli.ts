@@ -245,10 +245,10 @@ export async function main() {
   config = await withinFileLimit(config, logger)
 
   // The request path loads a module group at a time, with a turn of the event loop between
-  // groups, so a probe is answered while the rest loads.
-  const step = <T>(load: () => Promise<T>) => new Promise((resolve) => setImmediate(resolve)).then(load)
-  const groups: (() => Promise<unknown>)[] = [() => import("./schema"), () => import("openai"), () => import("@anthropic-ai/sdk")]
-  for (const group of groups) await step(group)
+  // groups, so a probe is answered while the rest loads. The provider SDKs come after the handler
+  // (below), the default provider's first; a request that needs one sooner loads it itself.
+  const step = <T>(load: () => T | Promise<T>) => new Promise((resolve) => setImmediate(resolve)).then(load)
+  await step(() => import("./schema"))
   // Loaded only when configured: without tracing, no OpenTelemetry module is evaluated.
   const tracing = config.otel ? await (await import("./observe/trace")).createTracing(config.otel, pkg.version) : undefined
   const [{ createHandler }, { createObserver }, { createProviders }] = await step(() =>
@@ -316,10 +316,11 @@ export async function main() {
     logger.info(`  server tools: ${tools.value.map((tool) => tool.name).join(", ")}`, { tools: tools.value.map((t) => t.name) })
 
   // Last, a step at a time between requests, what the first request would otherwise make itself:
-  // each schema's compiled check and the SDK clients (together about 10 ms of its time).
+  // the SDKs and their clients, and each schema's compiled check (together about 10 ms of its time
+  // once the SDKs are loaded).
+  await providers.warm?.(step)
   const { compileNext } = await import("./schema")
-  while (await step(async () => compileNext()));
-  providers.warm?.()
+  while (await step(compileNext));
 }
 
 if (import.meta.main) await main()

@@ -1,8 +1,7 @@
 // Provider failures, whatever their shape, become one stable code, an HTTP status and a safe message.
-import Anthropic from "@anthropic-ai/sdk"
-import OpenAI from "openai"
 import { StreamInterruptedError } from "../converter"
 import type { ErrorCode, ErrorPart } from "../parts"
+import { isApiError, isSdkError } from "./sdks"
 import { UpstreamClosedError, UpstreamStalledError } from "./transport"
 
 export type Failure = { status: number; code: ErrorCode; message: string; retryAfter?: number }
@@ -78,11 +77,9 @@ export function classifyError(error: unknown, provider: string): Failure {
     return failure("stream_interrupted", `${provider} closed the connection before the response was complete`)
   // The SDKs throw the JSON parser's error for an event they cannot read.
   if (error instanceof SyntaxError) return failure("provider_error", `${provider} sent an event stream sidechat could not read`)
-  if (error instanceof Anthropic.APIConnectionTimeoutError || error instanceof OpenAI.APIConnectionTimeoutError)
-    return failure("provider_timeout", `${provider} did not answer in time`)
-  if (error instanceof Anthropic.APIConnectionError || error instanceof OpenAI.APIConnectionError)
-    return failure("provider_unreachable", `could not reach ${provider}`)
-  if (error instanceof Anthropic.APIError || error instanceof OpenAI.APIError) {
+  if (isSdkError(error, "APIConnectionTimeoutError")) return failure("provider_timeout", `${provider} did not answer in time`)
+  if (isSdkError(error, "APIConnectionError")) return failure("provider_unreachable", `could not reach ${provider}`)
+  if (isApiError(error)) {
     const body = (error.error ?? {}) as { type?: string; message?: string; error?: { type?: string; message?: string } }
     const type = body.error?.type ?? body.type
     // OpenAI answers a bad key with 401 and type invalid_request_error: the status says more.
@@ -140,9 +137,9 @@ function retryAfterMs(headers: Headers | undefined): number | undefined {
  * and connection errors and timeouts are; a request the provider refused for what it is is not.
  */
 export function retryable(error: unknown): { retry: boolean; afterMs?: number } {
-  if (error instanceof Anthropic.APIUserAbortError || error instanceof OpenAI.APIUserAbortError) return { retry: false }
-  if (error instanceof Anthropic.APIConnectionError || error instanceof OpenAI.APIConnectionError) return { retry: true }
-  if (error instanceof Anthropic.APIError || error instanceof OpenAI.APIError) {
+  if (isSdkError(error, "APIUserAbortError")) return { retry: false }
+  if (isSdkError(error, "APIConnectionError")) return { retry: true }
+  if (isApiError(error)) {
     const status = error.status ?? 0
     const retry = status === 408 || status === 409 || status === 429 || status >= 500
     return { retry, afterMs: retry ? retryAfterMs(error.headers) : undefined }

@@ -1,13 +1,12 @@
 // Provider I/O: one SDK client per provider (live or mocked) sends the request and classifies its
 // HTTP errors; the response body goes to the hot path in raw.ts, one batch of parts per read.
-import Anthropic from "@anthropic-ai/sdk"
-import OpenAI from "openai"
 import type { Config, ProviderName } from "../config"
 import { providerModes } from "../edge/probes"
 import { toAnthropic, toOpenAI } from "../formatters"
 import { createTransport, type Fetch } from "./transport"
 import { mockFetch } from "./mock"
 import { anthropicBatches, openaiBatches } from "./raw"
+import { type Anthropic, anthropicNow, loadAnthropic, loadOpenAI, type OpenAI, openaiNow } from "./sdks"
 import { type ErrorPart, isContent, type Part } from "../parts"
 import type { ChatRequest } from "../request"
 
@@ -19,9 +18,16 @@ export type Providers = {
    */
   open(request: ChatRequest, signal: AbortSignal, key?: string): Promise<AsyncIterable<Part[]>>
   modes: Record<ProviderName, "live" | "mock" | "off">
-  /** Makes the clients this configuration uses now, rather than on their first request. */
-  warm?(): void
+  /**
+   * Loads the SDKs this configuration uses and makes their clients now, rather than on their first
+   * request: the default provider's before it resolves, the others a second later. `step` runs each
+   * piece in a turn of its own, so requests are served in between.
+   */
+  warm?(step: <T>(work: () => T | Promise<T>) => Promise<T>): Promise<void>
 }
+
+/** How long after start-up the SDKs of providers other than the default are loaded. */
+const WARM_LATER_MS = 1000
 
 export function createProviders(config: Config, fetch: Fetch = createTransport({ stallMs: config.providerStallMs })): Providers {
   const modes = providerModes(config)
@@ -37,9 +43,11 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
   // Each client is made on first use: an SDK client builds its whole resource tree (milliseconds at
   // start-up), and a configuration rarely needs all four.
   const anthropic = {
-    live: once(() => new Anthropic({ ...anthropicCommon, apiKey: config.anthropic.apiKey ?? "unset", baseURL: anthropicURL })),
+    live: once(
+      (Anthropic: Anthropic) => new Anthropic({ ...anthropicCommon, apiKey: config.anthropic.apiKey ?? "unset", baseURL: anthropicURL }),
+    ),
     mock: once(
-      () =>
+      (Anthropic: Anthropic) =>
         new Anthropic({
           ...anthropicCommon,
           apiKey: "mock",
@@ -47,12 +55,12 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
           fetch: mockFetch("anthropic", config.mockDelayMs),
         }),
     ),
-    own: (apiKey: string) => new Anthropic({ ...anthropicCommon, apiKey, baseURL: anthropicURL }),
+    own: (Anthropic: Anthropic, apiKey: string) => new Anthropic({ ...anthropicCommon, apiKey, baseURL: anthropicURL }),
   }
   const openai = {
-    live: once(() => new OpenAI({ ...common, apiKey: config.openai.apiKey ?? "unset", baseURL: openaiURL })),
+    live: once((OpenAI: OpenAI) => new OpenAI({ ...common, apiKey: config.openai.apiKey ?? "unset", baseURL: openaiURL })),
     mock: once(
-      () =>
+      (OpenAI: OpenAI) =>
         new OpenAI({
           ...common,
           apiKey: "mock",
@@ -60,7 +68,7 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
           fetch: mockFetch("openai", config.mockDelayMs),
         }),
     ),
-    own: (apiKey: string) => new OpenAI({ ...common, apiKey, baseURL: openaiURL }),
+    own: (OpenAI: OpenAI, apiKey: string) => new OpenAI({ ...common, apiKey, baseURL: openaiURL }),
   }
 
   /** Which of a provider's clients serves it: the live one, or the mock (the mock provider included). */
@@ -68,27 +76,41 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
 
   return {
     modes,
-    warm() {
-      if (modes.anthropic !== "off") anthropic[modeOf("anthropic")]()
-      if (modes.openai !== "off") openai[modeOf("openai")]()
+    async warm(step) {
+      // The default provider's SDK and client first (the mock provider is served by Anthropic's);
+      // the other a while later, so that a first request does not wait behind a module it does not use.
+      const used = (["anthropic", "openai"] as const).filter(
+        (provider) => modes[provider] !== "off" || (provider === "anthropic" && modes.mock !== "off"),
+      )
+      const [first, ...rest] = config.defaultProvider === "openai" ? used.reverse() : used
+      const make = async (provider: "anthropic" | "openai") => {
+        if (provider === "anthropic") anthropic[modeOf("anthropic")](await step(loadAnthropic))
+        else openai[modeOf("openai")](await step(loadOpenAI))
+      }
+      if (first) await make(first)
+      if (rest.length)
+        setTimeout(() => rest.reduce((done, provider) => done.then(() => make(provider)), Promise.resolve()), WARM_LATER_MS).unref()
     },
     async open(request, signal, key) {
       const mode = modeOf(request.provider)
       // The SDK builds, authenticates and sends the request and turns an HTTP error into its
       // APIError; the body is ours to read (upstream/raw.ts).
       if (request.provider === "openai") {
-        const client = key ? openai.own(key) : openai[mode]()
-        return openaiBatches(await client.chat.completions.create(toOpenAI(request, config), { signal }).asResponse())
+        const OpenAI = openaiNow() ?? (await loadOpenAI())
+        const client = key ? openai.own(OpenAI, key) : openai[mode](OpenAI)
+        return openaiBatches(await client.chat.completions.create(toOpenAI(request, config), { signal }).asResponse(), OpenAI)
       }
-      const client = key && request.provider === "anthropic" ? anthropic.own(key) : anthropic[mode]()
-      return anthropicBatches(await client.messages.create(toAnthropic(request, config), { signal }).asResponse())
+      const Anthropic = anthropicNow() ?? (await loadAnthropic())
+      const client = key && request.provider === "anthropic" ? anthropic.own(Anthropic, key) : anthropic[mode](Anthropic)
+      return anthropicBatches(await client.messages.create(toAnthropic(request, config), { signal }).asResponse(), Anthropic)
     },
   }
 }
 
-function once<T>(make: () => T): () => T {
+/** `make`'s first result, kept (its argument is the same SDK each time). */
+function once<A, T>(make: (sdk: A) => T): (sdk: A) => T {
   let made: T | undefined
-  return () => (made ??= make())
+  return (sdk) => (made ??= make(sdk))
 }
 
 /** How a provider is named in messages to clients. */

@@ -1,11 +1,12 @@
 // The streaming hot path: a provider's raw response body becomes one batch of parts per network
 // read, in one synchronous pass (bytes → events → JSON → converter step). It yields exactly the
 // parts the SDKs' own stream iterators followed by our converters yield; tests prove it per fixture.
-import Anthropic from "@anthropic-ai/sdk"
-import OpenAI from "openai"
+import type AnthropicSdk from "@anthropic-ai/sdk"
+import type OpenAISdk from "openai"
 import { anthropicConverter, openaiConverter } from "../converter"
 import type { Part } from "../parts"
 import { createEventParser } from "./events"
+import type { Anthropic, OpenAI } from "./sdks"
 import { type RawBody, rawBody } from "./transport"
 
 /**
@@ -17,7 +18,7 @@ import { type RawBody, rawBody } from "./transport"
 type Decoder = { push(bytes: Uint8Array, out: Part[]): void; end(out: Part[]): void; done(): boolean }
 
 /** Anthropic Messages: `event:` names each event; `ping` is skipped; `error` ends the stream as the SDK does. */
-function anthropicDecoder(headers: Headers): Decoder {
+function anthropicDecoder(headers: Headers, Anthropic: Anthropic): Decoder {
   const converter = anthropicConverter()
   const parser = createEventParser()
   return {
@@ -26,7 +27,7 @@ function anthropicDecoder(headers: Headers): Decoder {
         if (event === "ping" || event === undefined || !data) continue
         if (event === "error") {
           const error = safeJSON(data) ?? data
-          const type = (error as { error?: { type?: Anthropic.ErrorType } })?.error?.type
+          const type = (error as { error?: { type?: AnthropicSdk.ErrorType } })?.error?.type
           throw new Anthropic.APIError(undefined, error as object, undefined, headers, type)
         }
         if (event === "content_block_delta") {
@@ -47,7 +48,7 @@ function anthropicDecoder(headers: Headers): Decoder {
 }
 
 /** OpenAI Chat Completions: `data: [DONE]` ends the stream; an `error` payload is the SDK's APIError. */
-function openaiDecoder(headers: Headers): Decoder {
+function openaiDecoder(headers: Headers, OpenAI: OpenAI): Decoder {
   const converter = openaiConverter()
   const parser = createEventParser()
   const plainContent = contentDeltaReader()
@@ -75,7 +76,7 @@ function openaiDecoder(headers: Headers): Decoder {
         }
         if (event === "error") throw new OpenAI.APIError(undefined, chunk?.error ?? chunk, undefined, headers)
         if (chunk?.error) throw new OpenAI.APIError(undefined, chunk.error, undefined, headers)
-        for (const part of converter.step(chunk as OpenAI.ChatCompletionChunk)) out.push(part)
+        for (const part of converter.step(chunk as OpenAISdk.ChatCompletionChunk)) out.push(part)
       }
     },
     end(out) {
@@ -85,8 +86,9 @@ function openaiDecoder(headers: Headers): Decoder {
   }
 }
 
-export const anthropicBatches = (response: Response) => decodedBatches(response, anthropicDecoder(response.headers))
-export const openaiBatches = (response: Response) => decodedBatches(response, openaiDecoder(response.headers))
+/** An Anthropic response's parts; `sdk` is the SDK that made it, whose errors an error event becomes. */
+export const anthropicBatches = (response: Response, sdk: Anthropic) => decodedBatches(response, anthropicDecoder(response.headers, sdk))
+export const openaiBatches = (response: Response, sdk: OpenAI) => decodedBatches(response, openaiDecoder(response.headers, sdk))
 
 /**
  * One batch of parts per network read, read straight off the body (the transport's raw body when
@@ -95,7 +97,7 @@ export const openaiBatches = (response: Response) => decodedBatches(response, op
  * the connection.
  */
 async function* decodedBatches(response: Response, decoder: Decoder): AsyncGenerator<Part[]> {
-  if (!response.body) throw new Anthropic.AnthropicError("Attempted to iterate over a response with no body")
+  if (!response.body) throw new SyntaxError("the provider's response has no body")
   const body = rawBody(response) ?? streamBody(response.body)
   let finished = false
   try {

@@ -1,0 +1,36 @@
+// The provider SDKs, each loaded when it is first needed: a configuration that uses one provider
+// never evaluates the other's module, and the first request does not wait for both (together
+// about 20 ms of a compiled binary's start-up).
+import type AnthropicSdk from "@anthropic-ai/sdk"
+import type OpenAISdk from "openai"
+
+export type Anthropic = typeof AnthropicSdk
+export type OpenAI = typeof OpenAISdk
+
+/** The SDKs loaded so far: an SDK's error can only come from one of these. */
+const loaded: { anthropic?: Anthropic; openai?: OpenAI } = {}
+let anthropic: Promise<Anthropic> | undefined
+let openai: Promise<OpenAI> | undefined
+
+export const loadAnthropic = (): Promise<Anthropic> =>
+  (anthropic ??= import("@anthropic-ai/sdk").then((module) => (loaded.anthropic = module.default)))
+export const loadOpenAI = (): Promise<OpenAI> => (openai ??= import("openai").then((module) => (loaded.openai = module.default)))
+
+/** The SDK, if it is loaded already (no turn of the event loop for a request after the first). */
+export const anthropicNow = () => loaded.anthropic
+export const openaiNow = () => loaded.openai
+
+export type ApiError = InstanceType<Anthropic["APIError"]> | InstanceType<OpenAI["APIError"]>
+type ErrorClass = "APIConnectionError" | "APIConnectionTimeoutError" | "APIUserAbortError"
+
+/** Whether `error` is either SDK's APIError (an HTTP error, or an error event in the stream). */
+export function isApiError(error: unknown): error is ApiError {
+  return Boolean(
+    (loaded.anthropic && error instanceof loaded.anthropic.APIError) || (loaded.openai && error instanceof loaded.openai.APIError),
+  )
+}
+
+/** Whether `error` is an instance of either SDK's class of that name. */
+export function isSdkError(error: unknown, name: ErrorClass): boolean {
+  return Boolean((loaded.anthropic && error instanceof loaded.anthropic[name]) || (loaded.openai && error instanceof loaded.openai[name]))
+}
