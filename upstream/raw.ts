@@ -97,6 +97,9 @@ export const openaiBatches = (response: Response, sdk: OpenAI) => decodedBatches
  * the connection.
  */
 async function* decodedBatches(response: Response, decoder: Decoder): AsyncGenerator<Part[]> {
+  // `response` stays referenced for as long as this reads: the SDK removes its abort listener from
+  // the request's signal once the response's web body is collected (a FinalizationRegistry), and a
+  // deadline or a shutdown must still reach the transport while the raw body is read.
   if (!response.body) throw new SyntaxError("the provider's response has no body")
   const body = rawBody(response) ?? streamBody(response.body)
   let finished = false
