@@ -80,7 +80,7 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
       // The default provider's SDK and client first (the mock provider is served by Anthropic's);
       // the other a while later, so that a first request does not wait behind a module it does not use.
       const used = (["anthropic", "openai"] as const).filter(
-        (provider) => modes[provider] !== "off" || (provider === "anthropic" && modes.mock !== "off"),
+        (provider) => modes[provider] !== "off" || (provider === "anthropic" && config.defaultProvider === "mock"),
       )
       const [first, ...rest] = config.defaultProvider === "openai" ? used.reverse() : used
       const make = async (provider: "anthropic" | "openai") => {
@@ -89,7 +89,9 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
       }
       if (first) await make(first)
       if (rest.length)
-        setTimeout(() => rest.reduce((done, provider) => done.then(() => make(provider)), Promise.resolve()), WARM_LATER_MS).unref()
+        setTimeout(async () => {
+          for (const provider of rest) await make(provider)
+        }, WARM_LATER_MS).unref()
     },
     async open(request, signal, key) {
       const mode = modeOf(request.provider)
