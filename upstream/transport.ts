@@ -516,7 +516,9 @@ class Exchange {
 async function requestBytes(url: URL, method: string, init: RequestInit): Promise<Uint8Array> {
   const body = await bodyBytes(init.body)
   let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`
-  new Headers(init.headers).forEach((value, name) => {
+  // The SDKs hand over a Headers already: read it rather than copy it.
+  const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers)
+  headers.forEach((value, name) => {
     // Framing and the connection are the transport's; the body is never compressed for us.
     if (name === "host" || name === "connection" || name === "content-length" || name === "transfer-encoding") return
     if (name === "accept-encoding") return
