@@ -204,8 +204,9 @@ export async function main() {
   process.on("uncaughtException", (error) => logger.error("BUG: uncaught exception (sidechat carries on)", { error }))
   process.on("unhandledRejection", (error) => logger.error("BUG: unhandled rejection (sidechat carries on)", { error }))
 
-  // The port is bound before the request path is loaded (SDKs, schemas: most of the start-up time),
-  // so /health answers at once; /ready says "starting" and every other request waits for the load.
+  // The port is bound before the request path is loaded (schemas, routes: most of the start-up
+  // time), so /health answers at once; /ready says "starting" and every other request waits for
+  // the load. The provider SDKs load after it (see the end of main).
   const startedAt = Date.now()
   let handler: Handler | undefined
   const loaded = Promise.withResolvers<Handler>()
@@ -318,7 +319,7 @@ export async function main() {
   // Last, a step at a time between requests, what the first request would otherwise make itself:
   // the SDKs and their clients, and each schema's compiled check (together about 10 ms of its time
   // once the SDKs are loaded).
-  await providers.warm?.(step)
+  await providers.warm?.(step, { report: (error) => logger.error("sidechat: a provider SDK did not load", { error }) })
   const { compileNext } = await import("./schema")
   while (await step(compileNext));
 }

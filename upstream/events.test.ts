@@ -1,7 +1,10 @@
 import { anthropicConverter, openaiConverter } from "../converter"
-import { contentDeltaReader, plainContentDelta, plainTextDelta } from "./raw"
+import { anthropicBatches, contentDeltaReader, openaiBatches, plainContentDelta, plainTextDelta } from "./raw"
 import { describe, expect, test } from "bun:test"
+import { errorPart } from "./errors"
 import { createEventParser, type SseEvent } from "./events"
+import { loadAnthropic, loadOpenAI } from "./sdks"
+import { UpstreamClosedError } from "./transport"
 
 const encoder = new TextEncoder()
 /** Feeds `text` in reads of `size` bytes (splitting lines, CRLF pairs and UTF-8 sequences). */
@@ -237,5 +240,21 @@ describe("plainContentDelta: the OpenAI content shortcut agrees with the full pa
       chunk(`"${"x".repeat(20_000)}"`),
     ]
     for (const data of others) expect(plainContentDelta(data)).toBeUndefined()
+  })
+})
+
+describe("a provider response without a body", () => {
+  test("ends the stream as interrupted, for both providers", async () => {
+    const [Anthropic, OpenAI] = await Promise.all([loadAnthropic(), loadOpenAI()])
+    for (const batches of [anthropicBatches(new Response(null), Anthropic), openaiBatches(new Response(null), OpenAI)]) {
+      const thrown = await batches[Symbol.asyncIterator]()
+        .next()
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        )
+      expect(thrown).toBeInstanceOf(UpstreamClosedError)
+      expect(errorPart(thrown, "Anthropic").code).toBe("stream_interrupted")
+    }
   })
 })

@@ -20,14 +20,15 @@ export type Providers = {
   modes: Record<ProviderName, "live" | "mock" | "off">
   /**
    * Loads the SDKs this configuration uses and makes their clients now, rather than on their first
-   * request: the default provider's before it resolves, the others a second later. `step` runs each
-   * piece in a turn of its own, so requests are served in between.
+   * request: the default provider's before it resolves, the others `laterMs` later (a second by
+   * default). `step` runs each piece in a turn of its own, so requests are served in between. It
+   * never rejects: a failure goes to `report`, and the request that needs the SDK tries again.
    */
-  warm?(step: <T>(work: () => T | Promise<T>) => Promise<T>): Promise<void>
+  warm?(
+    step: <T>(work: () => T | Promise<T>) => Promise<T>,
+    options?: { laterMs?: number; report?: (error: unknown) => void },
+  ): Promise<void>
 }
-
-/** How long after start-up the SDKs of providers other than the default are loaded. */
-const WARM_LATER_MS = 1000
 
 export function createProviders(config: Config, fetch: Fetch = createTransport({ stallMs: config.providerStallMs })): Providers {
   const modes = providerModes(config)
@@ -76,7 +77,7 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
 
   return {
     modes,
-    async warm(step) {
+    async warm(step, { laterMs = 1000, report } = {}) {
       // The default provider's SDK and client first (the mock provider is served by Anthropic's);
       // the other a while later, so that a first request does not wait behind a module it does not use.
       const used = (["anthropic", "openai"] as const).filter(
@@ -84,14 +85,20 @@ export function createProviders(config: Config, fetch: Fetch = createTransport({
       )
       const [first, ...rest] = config.defaultProvider === "openai" ? used.reverse() : used
       const make = async (provider: "anthropic" | "openai") => {
-        if (provider === "anthropic") anthropic[modeOf("anthropic")](await step(loadAnthropic))
-        else openai[modeOf("openai")](await step(loadOpenAI))
+        try {
+          if (provider === "openai") return void openai[modeOf("openai")](await step(loadOpenAI))
+          const Anthropic = await step(loadAnthropic)
+          anthropic[modeOf("anthropic")](Anthropic)
+          if (config.defaultProvider === "mock") anthropic.mock(Anthropic)
+        } catch (error) {
+          report?.(error)
+        }
       }
       if (first) await make(first)
       if (rest.length)
         setTimeout(async () => {
           for (const provider of rest) await make(provider)
-        }, WARM_LATER_MS).unref()
+        }, laterMs).unref()
     },
     async open(request, signal, key) {
       const mode = modeOf(request.provider)

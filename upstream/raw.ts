@@ -7,7 +7,7 @@ import { anthropicConverter, openaiConverter } from "../converter"
 import type { Part } from "../parts"
 import { createEventParser } from "./events"
 import type { Anthropic, OpenAI } from "./sdks"
-import { type RawBody, rawBody } from "./transport"
+import { type RawBody, rawBody, UpstreamClosedError } from "./transport"
 
 /**
  * A provider's body as synchronous steps: `push` appends the parts one network read completes to
@@ -100,7 +100,7 @@ async function* decodedBatches(response: Response, decoder: Decoder): AsyncGener
   // `response` stays referenced for as long as this reads: the SDK removes its abort listener from
   // the request's signal once the response's web body is collected (a FinalizationRegistry), and a
   // deadline or a shutdown must still reach the transport while the raw body is read.
-  if (!response.body) throw new SyntaxError("the provider's response has no body")
+  if (!response.body) throw new UpstreamClosedError("the provider's response has no body")
   const body = rawBody(response) ?? streamBody(response.body)
   let finished = false
   try {

@@ -1,5 +1,6 @@
-// The provider SDKs, each loaded when it is first needed: a configuration that uses one provider
-// never evaluates the other's module, and the first request does not wait for both (together
+// The provider SDKs, each loaded when it is first needed: a configuration that serves one provider
+// does not evaluate the other's module until a request asks for it (the mock provider, always
+// reachable, is served by Anthropic's), and the first request does not wait for both (together
 // about 20 ms of a compiled binary's start-up).
 import type AnthropicSdk from "@anthropic-ai/sdk"
 import type OpenAISdk from "openai"
@@ -12,9 +13,23 @@ const loaded: { anthropic?: Anthropic; openai?: OpenAI } = {}
 let anthropic: Promise<Anthropic> | undefined
 let openai: Promise<OpenAI> | undefined
 
+// A failed load is not kept: the next request that needs the SDK tries again.
 export const loadAnthropic = (): Promise<Anthropic> =>
-  (anthropic ??= import("@anthropic-ai/sdk").then((module) => (loaded.anthropic = module.default)))
-export const loadOpenAI = (): Promise<OpenAI> => (openai ??= import("openai").then((module) => (loaded.openai = module.default)))
+  (anthropic ??= import("@anthropic-ai/sdk").then(
+    (module) => (loaded.anthropic = module.default),
+    (error) => {
+      anthropic = undefined
+      throw error
+    },
+  ))
+export const loadOpenAI = (): Promise<OpenAI> =>
+  (openai ??= import("openai").then(
+    (module) => (loaded.openai = module.default),
+    (error) => {
+      openai = undefined
+      throw error
+    },
+  ))
 
 /** The SDK, if it is loaded already (no turn of the event loop for a request after the first). */
 export const anthropicNow = () => loaded.anthropic
