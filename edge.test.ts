@@ -206,6 +206,43 @@ describe("limits, each with its status and stable code", () => {
     expect(await response.json()).toMatchObject({ error: { code: "payload_too_large" } })
   })
 
+  test("a body whose declared length never all arrives ends as its client leaving; the next request is served", async () => {
+    fake.respond(() => transcript("anthropic-text"))
+    const body = JSON.stringify(user("cut short"))
+    const head = `POST /chat HTTP/1.1\r\nhost: sidechat\r\ncontent-type: application/json\r\ncontent-length: ${body.length + 100}\r\n\r\n`
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: port(), socket: { data() {} } })
+    socket.write(head + body)
+    await Bun.sleep(50)
+    socket.end()
+    for (let i = 0; i < 100 && !sidechat.outcomes.some((outcome) => outcome.status === 499); i++) await Bun.sleep(10)
+    expect(sidechat.outcomes.at(-1)).toMatchObject({ route: "/chat", status: 499, end: "cancelled" })
+    const next = await post(sidechat.url, user())
+    expect(next.status).toBe(200)
+    expect(await next.text()).toContain('"done"')
+  })
+
+  test("a body with its declared length, sent in pieces, is read whole", async () => {
+    fake.respond(() => transcript("anthropic-text"))
+    const body = JSON.stringify(user("x".repeat(900)))
+    const head = `POST /chat HTTP/1.1\r\nhost: sidechat\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`
+    let answer = ""
+    const closed = Promise.withResolvers<void>()
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: port(),
+      socket: { data: (_, data) => void (answer += data.toString()), close: () => closed.resolve() },
+    })
+    socket.write(head)
+    for (let at = 0; at < body.length; at += 200) {
+      await Bun.sleep(5)
+      socket.write(body.slice(at, at + 200))
+    }
+    await closed.promise
+    expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 200 OK")
+    expect(answer).toContain('"done"')
+    expect(JSON.stringify(fake.seen.at(-1)?.body.messages)).toContain("x".repeat(900))
+  })
+
   test("too many messages → 400 too_many_messages", async () => {
     const messages = Array.from({ length: 4 }, (_, i) => ({ role: i % 2 ? "assistant" : "user", content: "hi" }))
     const response = await post(sidechat.url, { messages })

@@ -19,14 +19,23 @@ export async function readJson(request: Request, limit: number): Promise<Result<
     ok: false,
     error: { status: 413, code: "payload_too_large", message: `request body is over the ${limit}-byte limit (MAX_BODY_BYTES)` },
   }
-  if (Number(request.headers.get("content-length") ?? 0) > limit) return tooLarge
-  const chunks: Uint8Array[] = []
-  let size = 0
+  const length = request.headers.get("content-length")
+  if (Number(length ?? 0) > limit) return tooLarge
+  let bytes: Uint8Array
   try {
-    for await (const chunk of request.body ?? []) {
-      size += chunk.byteLength
-      if (size > limit) return tooLarge
-      chunks.push(chunk)
+    // A declared length within the limit is read whole: HTTP/1.1 framing holds the body to it. Read
+    // as a stream, a body costs about 320 KB of short-lived buffers here, the largest share of a
+    // chat request's garbage. A body without a length (chunked) is counted as it streams in.
+    if (length !== null) bytes = await request.bytes()
+    else {
+      const chunks: Uint8Array[] = []
+      let size = 0
+      for await (const chunk of request.body ?? []) {
+        size += chunk.byteLength
+        if (size > limit) return tooLarge
+        chunks.push(chunk)
+      }
+      bytes = Buffer.concat(chunks)
     }
   } catch (error) {
     return {
@@ -34,7 +43,7 @@ export async function readJson(request: Request, limit: number): Promise<Result<
       error: { status: 400, code: "invalid_request", message: `the request body could not be read: ${(error as Error).message}` },
     }
   }
-  const text = new TextDecoder().decode(Buffer.concat(chunks))
+  const text = new TextDecoder().decode(bytes)
   let value: unknown
   try {
     value = JSON.parse(text)
