@@ -24,29 +24,26 @@ export async function* encodeParts<E>(parts: AsyncIterable<Part>, encoder: Encod
 export type Guard = { classify: (error: unknown) => ErrorPart; onContent?: () => void }
 
 /**
- * The streaming path: one batch of parts (one network read's worth) becomes one output of frames
- * (a string, unless a frame holds bytes), so a read crosses one async step here instead of one per
- * event. With `guard`, a throw from the batches is the stream's final error event, in the same
+ * The streaming path: one batch of parts (one network read's worth) becomes one output of frames,
+ * so a read crosses one async step here instead of one per event. With `guard`, a throw from the batches is the stream's final error event, in the same
  * step (no extra generator per read).
  */
 export function encodeBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>, frame: (event: E) => Output, guard?: Guard) {
   return encodeWith(batches, encoder, guard, (events): Output | undefined => {
-    let text = ""
-    let pieces: (string | Uint8Array)[] | undefined
+    if (events.length === 1) return frame(events[0] as E)
+    const pieces: (string | Uint8Array)[] = []
+    let text = true
     for (const event of events) {
       const framed = frame(event)
-      if (typeof framed === "string") {
-        text += framed
-        continue
+      if (typeof framed === "string") pieces.push(framed)
+      else {
+        text = false
+        for (const piece of framed) pieces.push(piece)
       }
-      pieces ??= []
-      if (text) pieces.push(text)
-      text = ""
-      for (const piece of framed) pieces.push(piece)
     }
-    if (!pieces) return text || undefined
-    if (text) pieces.push(text)
-    return pieces
+    // Joined at once into one flat string, not grown frame by frame into a rope to be flattened.
+    if (text) return pieces.length ? pieces.join("") : undefined
+    return pieces.length ? pieces : undefined
   })
 }
 
