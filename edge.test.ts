@@ -221,6 +221,14 @@ describe("limits, each with its status and stable code", () => {
     expect(await next.text()).toContain('"done"')
   })
 
+  test("a Content-Length sent twice does not get a body past the limit", async () => {
+    const body = JSON.stringify(user("x".repeat(100_000)))
+    const head = `POST /chat HTTP/1.1\r\nhost: sidechat\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\ncontent-length: ${body.length}\r\n\r\n`
+    const { status, body: answer } = await rawPost(port(), head + body, 0)
+    expect(status).toBe("HTTP/1.1 413 Payload Too Large")
+    expect(JSON.parse(answer)).toMatchObject({ error: { code: "payload_too_large" } })
+  })
+
   test("a body with its declared length, sent in pieces, is read whole", async () => {
     fake.respond(() => transcript("anthropic-text"))
     const body = JSON.stringify(user("x".repeat(900)))

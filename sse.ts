@@ -80,18 +80,22 @@ export function streamResponse(frames: AsyncIterable<Output>, options: StreamOpt
     release()
     iterator.return?.().catch(() => {})
   }
+  /** A write or flush the socket could not take yet: the source waits for it (its outcome is ours to handle). */
+  const pending = (result: unknown) => {
+    if (!(result instanceof Promise)) return false
+    backlog = result.catch(() => {})
+    return true
+  }
   const put = (piece: string | Uint8Array) => {
     if (!sink) return void early.push(piece)
     const taken = sink.write(piece)
-    if (typeof taken !== "number") backlog = taken
     // A sink whose socket has gone takes nothing.
-    else if (taken === 0 && piece.length) leave()
+    if (!pending(taken) && taken === 0 && piece.length) leave()
   }
   const flush = () => {
     scheduled = false
     if (closed || !sink) return
-    const sent = sink.flush()
-    if (typeof sent !== "number") backlog = sent
+    pending(sink.flush())
   }
   const write = (output: Output) => {
     lastWrite = performance.now()

@@ -19,14 +19,17 @@ export async function readJson(request: Request, limit: number): Promise<Result<
     ok: false,
     error: { status: 413, code: "payload_too_large", message: `request body is over the ${limit}-byte limit (MAX_BODY_BYTES)` },
   }
+  // Only a plain number is a length: a header sent twice reads "N, N", which is not one.
   const length = request.headers.get("content-length")
-  if (Number(length ?? 0) > limit) return tooLarge
+  const declared = length !== null && /^\s*\d+\s*$/.test(length) ? Number(length) : undefined
+  if (declared !== undefined && declared > limit) return tooLarge
   let bytes: Uint8Array
   try {
     // A declared length within the limit is read whole: HTTP/1.1 framing holds the body to it. Read
     // as a stream, a body costs about 320 KB of short-lived buffers here, the largest share of a
-    // chat request's garbage. A body without a length (chunked) is counted as it streams in.
-    if (length !== null) bytes = await request.bytes()
+    // chat request's garbage. Any other body (chunked, or a length that is not one number) is
+    // counted as it streams in.
+    if (declared !== undefined) bytes = await request.bytes()
     else {
       const chunks: Uint8Array[] = []
       let size = 0
@@ -43,6 +46,7 @@ export async function readJson(request: Request, limit: number): Promise<Result<
       error: { status: 400, code: "invalid_request", message: `the request body could not be read: ${(error as Error).message}` },
     }
   }
+  if (bytes.byteLength > limit) return tooLarge
   const text = new TextDecoder().decode(bytes)
   let value: unknown
   try {
