@@ -10,26 +10,18 @@ export type OpenAI = typeof OpenAISdk
 
 /** The SDKs loaded so far: an SDK's error can only come from one of these. */
 const loaded: { anthropic?: Anthropic; openai?: OpenAI } = {}
-let anthropic: Promise<Anthropic> | undefined
-let openai: Promise<OpenAI> | undefined
+export const loadAnthropic = once(() => import("@anthropic-ai/sdk").then((module) => (loaded.anthropic = module.default)))
+export const loadOpenAI = once(() => import("openai").then((module) => (loaded.openai = module.default)))
 
-// A failed load is not kept: the next request that needs the SDK tries again.
-export const loadAnthropic = (): Promise<Anthropic> =>
-  (anthropic ??= import("@anthropic-ai/sdk").then(
-    (module) => (loaded.anthropic = module.default),
-    (error) => {
-      anthropic = undefined
+/** `load`'s result, kept once it succeeds; a failed load is not kept, so the next caller tries again. */
+function once<T>(load: () => Promise<T>): () => Promise<T> {
+  let loading: Promise<T> | undefined
+  return () =>
+    (loading ??= load().catch((error: unknown) => {
+      loading = undefined
       throw error
-    },
-  ))
-export const loadOpenAI = (): Promise<OpenAI> =>
-  (openai ??= import("openai").then(
-    (module) => (loaded.openai = module.default),
-    (error) => {
-      openai = undefined
-      throw error
-    },
-  ))
+    }))
+}
 
 /** The SDK, if it is loaded already (no turn of the event loop for a request after the first). */
 export const anthropicNow = () => loaded.anthropic
