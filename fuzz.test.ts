@@ -1,8 +1,14 @@
 // Fuzzing /chat on a running sidechat process: seeded, mutated bodies of both generations. No 5xx,
-// no hang, no crash. Replay one case with FUZZ_SEED=<seed> FUZZ_CASE=<n>; FUZZ_CASES sets how many.
+// no hang, no crash. The same bodies hold the two ways a schema is checked (walked on a validator's
+// first use, compiled after) to one verdict and one first error. Replay one case with
+// FUZZ_SEED=<seed> FUZZ_CASE=<n>; FUZZ_CASES sets how many.
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { type SidechatProcess, spawnSidechat } from "./fixtures/process"
 import { seeded } from "./fixtures/seeded"
+import type { TSchema } from "@sinclair/typebox"
+import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler"
+import { Value } from "@sinclair/typebox/value"
+import { AguiMessageByRole, ChatOptions, LegacyRequest, RunAgentInput, ToolList } from "./schema"
 
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const CASES = Number(process.env.FUZZ_CASES ?? 5000)
@@ -183,3 +189,43 @@ test(`fuzz: ${ONLY === undefined ? CASES : 1} mutated /chat bodies get no 5xx, n
   expect((await fetch(`${sidechat.url}/health`)).status).toBe(200)
   expect(sidechat.stderr.filter((line) => line.includes("BUG"))).toEqual([])
 }, 120_000)
+
+test(`validators: walking a schema and its compiled check agree on ${CASES} mutated bodies (FUZZ_SEED=${SEED})`, () => {
+  const schemas: [string, TSchema, (body: Record<string, unknown>) => unknown[]][] = [
+    ["RunAgentInput", RunAgentInput, (body) => [body]],
+    ["LegacyRequest", LegacyRequest, (body) => [body]],
+    ["ChatOptions", ChatOptions, (body) => [body.forwardedProps, body.data, body]],
+    ["ToolList", ToolList, (body) => [body.tools, (body.data as Record<string, unknown> | undefined)?.tools]],
+    ...Object.entries(AguiMessageByRole).map(([role, schema]): [string, TSchema, (body: Record<string, unknown>) => unknown[]] => [
+      `AguiMessageByRole.${role}`,
+      schema,
+      (body) => (Array.isArray(body.messages) ? body.messages : []),
+    ]),
+  ]
+  const compiled = new Map(schemas.map(([name, schema]) => [name, TypeCompiler.Compile(schema)]))
+  const firstError = (errors: { First(): { path: string; message: string } | undefined }) => {
+    const first = errors.First()
+    return first && { path: first.path, message: first.message }
+  }
+  let compared = 0
+  for (let n = 0; n < CASES; n++) {
+    let body: unknown
+    try {
+      body = JSON.parse(fuzzCase(n).body)
+    } catch {
+      continue
+    }
+    if (typeof body !== "object" || body === null) continue
+    for (const [name, schema, valuesOf] of schemas) {
+      const check = compiled.get(name) as TypeCheck<TSchema>
+      for (const value of valuesOf(body as Record<string, unknown>)) {
+        const walked = Value.Check(schema, value)
+        if (walked !== check.Check(value)) throw new Error(`${name} disagrees on case ${n}: ${JSON.stringify(value)?.slice(0, 300)}`)
+        if (!walked)
+          expect({ name, n, error: firstError(Value.Errors(schema, value)) }).toEqual({ name, n, error: firstError(check.Errors(value)) })
+        compared++
+      }
+    }
+  }
+  expect(compared).toBeGreaterThan(CASES)
+})
