@@ -130,12 +130,10 @@ export function streamResponse(frames: AsyncIterable<Output>, options: StreamOpt
         const waiting = backlog
         if (waiting) {
           backlog = undefined
+          // `backlog` never rejects (see `pending`); a departure wakes the pump too.
           await new Promise<void>((resolve) => {
             wake = resolve
-            waiting.then(
-              () => resolve(),
-              () => resolve(),
-            )
+            void waiting.then(() => resolve())
           })
           wake = undefined
         }

@@ -10,11 +10,11 @@ export type OpenAI = typeof OpenAISdk
 
 /** The SDKs loaded so far: an SDK's error can only come from one of these. */
 const loaded: { anthropic?: Anthropic; openai?: OpenAI } = {}
-export const loadAnthropic = once(() => import("@anthropic-ai/sdk").then((module) => (loaded.anthropic = module.default)))
-export const loadOpenAI = once(() => import("openai").then((module) => (loaded.openai = module.default)))
+export const loadAnthropic = loadOnce(() => import("@anthropic-ai/sdk").then((module) => (loaded.anthropic = module.default)))
+export const loadOpenAI = loadOnce(() => import("openai").then((module) => (loaded.openai = module.default)))
 
 /** `load`'s result, kept once it succeeds; a failed load is not kept, so the next caller tries again. */
-function once<T>(load: () => Promise<T>): () => Promise<T> {
+function loadOnce<T>(load: () => Promise<T>): () => Promise<T> {
   let loading: Promise<T> | undefined
   return () =>
     (loading ??= load().catch((error: unknown) => {

@@ -25,8 +25,8 @@ export type Guard = { classify: (error: unknown) => ErrorPart; onContent?: () =>
 
 /**
  * The streaming path: one batch of parts (one network read's worth) becomes one output of frames,
- * so a read crosses one async step here instead of one per event. With `guard`, a throw from the batches is the stream's final error event, in the same
- * step (no extra generator per read).
+ * so a read crosses one async step here instead of one per event. With `guard`, a throw from the
+ * batches is the stream's final error event, in the same step (no extra generator per read).
  */
 export function encodeBatches<E>(batches: AsyncIterable<Part[]>, encoder: Encoder<E>, frame: (event: E) => Output, guard?: Guard) {
   return encodeWith(batches, encoder, guard, (events): Output | undefined => {
