@@ -258,3 +258,53 @@ describe("a provider response without a body", () => {
     }
   })
 })
+
+describe("the streaming path over the transport", () => {
+  test("hands each network read back once it is decoded, and yields the same parts", async () => {
+    const { eventStreamHead, startRawProvider } = await import("../fixtures/raw-provider")
+    const { rawBody, upstreamFetch } = await import("./transport")
+    const Anthropic = await loadAnthropic()
+    const raw = await startRawProvider()
+    const events = [
+      { type: "message_start", message: { model: "m", usage: { input_tokens: 1, output_tokens: 0 } } },
+      { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+      { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Grüße " } },
+      { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "👋🏽" } },
+      { type: "content_block_stop", index: 0 },
+      { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 2 } },
+      { type: "message_stop" },
+    ]
+    const bytes = Buffer.from(events.map((event) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`).join(""))
+    // Three network reads, cut inside an event and inside UTF-8 sequences (ü, then 👋).
+    const cuts = [0, bytes.indexOf("Gr") + 3, bytes.indexOf("👋") + 2, bytes.byteLength]
+    raw.respond(async (socket) => {
+      socket.setNoDelay(true)
+      socket.write(eventStreamHead("chunked"))
+      for (let i = 1; i < cuts.length; i++) {
+        await Bun.sleep(5)
+        const piece = bytes.subarray(cuts[i - 1], cuts[i])
+        socket.write(Buffer.concat([Buffer.from(`${piece.byteLength.toString(16)}\r\n`), piece, Buffer.from("\r\n")]))
+      }
+      socket.write("0\r\n\r\n")
+    })
+    try {
+      const response = await upstreamFetch(`${raw.url}/v1/messages`, { method: "POST", body: "{}" })
+      const body = rawBody(response)
+      if (!body) throw new Error("no raw body")
+      const released: Uint8Array[] = []
+      const release = body.release
+      body.release = (chunks) => {
+        released.push(...chunks)
+        release(chunks)
+      }
+      const parts = []
+      for await (const batch of anthropicBatches(response, Anthropic)) parts.push(...batch)
+      expect(parts.filter((part) => part.type === "text").map((part) => (part as { delta: string }).delta)).toEqual(["Grüße ", "👋🏽"])
+      expect(parts.at(-1)?.type).toBe("finish")
+      expect(released.length).toBeGreaterThanOrEqual(3)
+      expect(released.every((bytes) => bytes.byteLength === 0)).toBe(true)
+    } finally {
+      raw.stop()
+    }
+  })
+})

@@ -114,6 +114,8 @@ async function* decodedBatches(response: Response, decoder: Decoder): AsyncGener
       try {
         for (const chunk of chunks) decoder.push(chunk, parts)
       } finally {
+        // Decoded into strings: the bytes are no longer needed.
+        body.release(chunks)
         if (parts.length) yield parts
       }
     }
@@ -125,11 +127,12 @@ async function* decodedBatches(response: Response, decoder: Decoder): AsyncGener
   }
 }
 
-/** A web stream read as a raw body: one chunk per read. */
+/** A web stream read as a raw body: one chunk per read, left to the garbage collector. */
 function streamBody(stream: ReadableStream<Uint8Array>): RawBody {
   const reader = stream.getReader()
   return {
     read: () => reader.read().then((read) => (read.done ? undefined : [read.value])),
+    release: () => {},
     cancel: () => void reader.cancel().catch(() => {}),
   }
 }
