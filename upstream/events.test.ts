@@ -2,18 +2,30 @@ import { anthropicConverter, openaiConverter } from "../converter"
 import { anthropicBatches, contentDeltaReader, openaiBatches, plainContentDelta, plainTextDelta } from "./raw"
 import { describe, expect, test } from "bun:test"
 import { errorPart } from "./errors"
-import { createEventParser, type SseEvent } from "./events"
+import { createEventParser } from "./events"
 import { loadAnthropic, loadOpenAI } from "./sdks"
 import { UpstreamClosedError } from "./transport"
 
 const encoder = new TextEncoder()
+type SseEvent = { event?: string; data: string }
+
+/** The events one read completes, with their data copied out. */
+function push(parser: ReturnType<typeof createEventParser>, bytes: Uint8Array): SseEvent[] {
+  const events: SseEvent[] = []
+  parser.push(bytes, (event, text, start, end) => {
+    const data = text.slice(start, end)
+    events.push(event === undefined ? { data } : { event, data })
+  })
+  return events
+}
+
 /** Feeds `text` in reads of `size` bytes (splitting lines, CRLF pairs and UTF-8 sequences). */
 function parse(text: string, size = Number.POSITIVE_INFINITY): SseEvent[] {
   const bytes = encoder.encode(text)
   const parser = createEventParser()
   const events: SseEvent[] = []
   const step = Number.isFinite(size) ? size : bytes.length
-  for (let at = 0; at < bytes.length; at += step) events.push(...parser.push(bytes.subarray(at, at + step)))
+  for (let at = 0; at < bytes.length; at += step) events.push(...push(parser, bytes.subarray(at, at + step)))
   return events
 }
 
@@ -48,7 +60,7 @@ describe("the event-stream parser", () => {
     const parser = createEventParser()
     const chunk = encoder.encode("x".repeat(1024 * 1024))
     expect(() => {
-      for (let i = 0; i < 5; i++) parser.push(chunk)
+      for (let i = 0; i < 5; i++) push(parser, chunk)
     }).toThrow(SyntaxError)
   })
 
@@ -64,7 +76,7 @@ describe("the event-stream parser", () => {
       for (const size of [1, 2, 3, 4, 5]) {
         const parser = createEventParser()
         const events: SseEvent[] = []
-        for (let at = 0; at < bytes.length; at += size) events.push(...parser.push(bytes.subarray(at, at + size)))
+        for (let at = 0; at < bytes.length; at += size) events.push(...push(parser, bytes.subarray(at, at + size)))
         expect(events).toEqual([{ data: whole }])
       }
     }
@@ -73,9 +85,9 @@ describe("the event-stream parser", () => {
   test("a CR that ends one read still pairs with an LF after an empty read", () => {
     const parser = createEventParser()
     const events = [
-      ...parser.push(encoder.encode("data: a\r")),
-      ...parser.push(new Uint8Array()),
-      ...parser.push(encoder.encode("\ndata: b\n\n")),
+      ...push(parser, encoder.encode("data: a\r")),
+      ...push(parser, new Uint8Array()),
+      ...push(parser, encoder.encode("\ndata: b\n\n")),
     ]
     expect(events).toEqual([{ data: "a\nb" }])
   })
@@ -112,6 +124,29 @@ describe("plainTextDelta: the text-delta shortcut agrees with the full parse or 
       '{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"reordered"}}',
     ]
     for (const data of others) expect(plainTextDelta(data)).toBeUndefined()
+  })
+
+  test("read in place, inside a longer read, it answers as it does for the event alone", () => {
+    const datas = [
+      delta('"Hello"', "3"),
+      delta('""'),
+      delta('"a\\"}}"'),
+      delta('"东京"'),
+      delta('"unterminated'),
+      delta("1"),
+      '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"',
+      '{"type":"content_block_delta","index":',
+      "",
+    ]
+    for (const data of datas) {
+      const alone = plainTextDelta(data)
+      // What follows the event in the read could complete a pattern that the event alone does not.
+      for (const after of ["", "\n\n", '"}}\n\n', `0,"delta":{"type":"text_delta","text":"x"}}\n\n`]) {
+        const read = `event: content_block_delta\ndata: ${data}${after}`
+        const start = read.indexOf("data: ") + 6
+        expect(plainTextDelta(read, start, start + data.length)).toBe(alone)
+      }
+    }
   })
 })
 

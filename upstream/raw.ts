@@ -5,7 +5,7 @@ import type AnthropicSdk from "@anthropic-ai/sdk"
 import type OpenAISdk from "openai"
 import { anthropicConverter, openaiConverter } from "../converter"
 import type { Part } from "../parts"
-import { createEventParser } from "./events"
+import { createEventParser, type OnEvent } from "./events"
 import type { Anthropic, OpenAI } from "./sdks"
 import { type RawBody, rawBody, UpstreamClosedError } from "./transport"
 
@@ -21,27 +21,32 @@ type Decoder = { push(bytes: Uint8Array, out: Part[]): void; end(out: Part[]): v
 function anthropicDecoder(headers: Headers, Anthropic: Anthropic): Decoder {
   const converter = anthropicConverter()
   const parser = createEventParser()
-  return {
-    push(bytes, out) {
-      for (const { event, data } of parser.push(bytes)) {
-        if (event === "ping" || event === undefined || !data) continue
-        if (event === "error") {
-          const error = safeJSON(data) ?? data
-          const type = (error as { error?: { type?: AnthropicSdk.ErrorType } })?.error?.type
-          throw new Anthropic.APIError(undefined, error as object, undefined, headers, type)
-        }
-        if (event === "content_block_delta") {
-          const text = plainTextDelta(data)
-          if (text !== undefined) {
-            if (text) out.push({ type: "text", delta: text })
-            continue
-          }
-        }
-        for (const part of converter.step(JSON.parse(data))) out.push(part)
+  let out: Part[] = []
+  const onEvent: OnEvent = (event, text, start, end) => {
+    if (event === "ping" || event === undefined || start === end) return
+    if (event === "content_block_delta") {
+      // Read in place: of a text delta, only its text is copied out of the read.
+      const delta = plainTextDelta(text, start, end)
+      if (delta !== undefined) {
+        if (delta) out.push({ type: "text", delta })
+        return
       }
+    }
+    const data = text.slice(start, end)
+    if (event === "error") {
+      const error = safeJSON(data) ?? data
+      const type = (error as { error?: { type?: AnthropicSdk.ErrorType } })?.error?.type
+      throw new Anthropic.APIError(undefined, error as object, undefined, headers, type)
+    }
+    for (const part of converter.step(JSON.parse(data))) out.push(part)
+  }
+  return {
+    push(bytes, parts) {
+      out = parts
+      parser.push(bytes, onEvent)
     },
-    end(out) {
-      for (const part of converter.end()) out.push(part)
+    end(parts) {
+      for (const part of converter.end()) parts.push(part)
     },
     done: () => false,
   }
@@ -53,34 +58,39 @@ function openaiDecoder(headers: Headers, OpenAI: OpenAI): Decoder {
   const parser = createEventParser()
   const plainContent = contentDeltaReader()
   let complete = false
+  let out: Part[] = []
+  const onEvent: OnEvent = (event, text, start, end) => {
+    // After `[DONE]` the rest is read and dropped, so the connection can serve the next request.
+    if (complete) return
+    const data = text.slice(start, end)
+    if (data === "[DONE]") {
+      // The answer is complete here, whatever the connection does next.
+      complete = true
+      for (const part of converter.end()) out.push(part)
+      return
+    }
+    if (event === undefined) {
+      const delta = plainContent(data)
+      if (delta !== undefined && converter.text(delta, out)) return
+    }
+    let chunk: { error?: object }
+    try {
+      chunk = JSON.parse(data)
+    } catch {
+      throw new SyntaxError("Error reading response: malformed server-sent event JSON.")
+    }
+    if (event === "error") throw new OpenAI.APIError(undefined, chunk?.error ?? chunk, undefined, headers)
+    if (chunk?.error) throw new OpenAI.APIError(undefined, chunk.error, undefined, headers)
+    for (const part of converter.step(chunk as OpenAISdk.ChatCompletionChunk)) out.push(part)
+  }
   return {
-    push(bytes, out) {
-      // After `[DONE]` the rest is read and dropped, so the connection can serve the next request.
+    push(bytes, parts) {
       if (complete) return
-      for (const { event, data } of parser.push(bytes)) {
-        if (data === "[DONE]") {
-          // The answer is complete here, whatever the connection does next.
-          complete = true
-          for (const part of converter.end()) out.push(part)
-          return
-        }
-        if (event === undefined) {
-          const text = plainContent(data)
-          if (text !== undefined && converter.text(text, out)) continue
-        }
-        let chunk: { error?: object }
-        try {
-          chunk = JSON.parse(data)
-        } catch {
-          throw new SyntaxError("Error reading response: malformed server-sent event JSON.")
-        }
-        if (event === "error") throw new OpenAI.APIError(undefined, chunk?.error ?? chunk, undefined, headers)
-        if (chunk?.error) throw new OpenAI.APIError(undefined, chunk.error, undefined, headers)
-        for (const part of converter.step(chunk as OpenAISdk.ChatCompletionChunk)) out.push(part)
-      }
+      out = parts
+      parser.push(bytes, onEvent)
     },
-    end(out) {
-      if (!complete) for (const part of converter.end()) out.push(part)
+    end(parts) {
+      if (!complete) for (const part of converter.end()) parts.push(part)
     },
     done: () => complete,
   }
@@ -144,34 +154,42 @@ const TEXT_DELTA_MID = ',"delta":{"type":"text_delta","text":'
  * Most of an answer is text deltas of one exact shape; for those only the text's string literal is
  * parsed, not the event around it. Anything else (another shape, key order or spacing, a literal
  * that is not one JSON string) returns undefined and takes the full path. The converter keeps no
- * state for text deltas, so skipping it yields the same part.
+ * state for text deltas, so skipping it yields the same part. The event is `text[start, end)`.
  */
-export function plainTextDelta(data: string): string | undefined {
-  if (!data.startsWith(TEXT_DELTA_HEAD) || !data.endsWith("}}")) return undefined
-  let at = TEXT_DELTA_HEAD.length
+export function plainTextDelta(text: string, start = 0, end = text.length): string | undefined {
+  if (end - start < SHORTEST_TEXT_DELTA || !text.startsWith(TEXT_DELTA_HEAD, start)) return undefined
+  if (text.charCodeAt(end - 1) !== 125 || text.charCodeAt(end - 2) !== 125) return undefined
+  let at = start + TEXT_DELTA_HEAD.length
   const digits = at
-  while (at < data.length && data.charCodeAt(at) >= 48 && data.charCodeAt(at) <= 57) at++
-  if (at === digits || !data.startsWith(TEXT_DELTA_MID, at)) return undefined
-  // The literal is data[open, close]: both quotes, then the closing braces.
+  while (at < end && text.charCodeAt(at) >= 48 && text.charCodeAt(at) <= 57) at++
+  if (at === digits || !text.startsWith(TEXT_DELTA_MID, at)) return undefined
+  // The literal is text[open, close]: both quotes, then the closing braces.
   const open = at + TEXT_DELTA_MID.length
-  const close = data.length - 3
-  if (close <= open || data.charCodeAt(open) !== 34 || data.charCodeAt(close) !== 34) return undefined
-  return literalText(data, open, close)
+  const close = end - 3
+  if (close <= open || text.charCodeAt(open) !== 34 || text.charCodeAt(close) !== 34) return undefined
+  return literalText(text, open, close)
 }
 
-/** The text of the string literal `data[open, close]` (both quotes), or undefined when it is not one. */
-function literalText(data: string, open: number, close: number): string | undefined {
+/** A text delta's head, one index digit, its middle, an empty literal and the closing braces. */
+const SHORTEST_TEXT_DELTA = TEXT_DELTA_HEAD.length + 1 + TEXT_DELTA_MID.length + 4
+
+/** The text of the string literal `text[open, close]` (both quotes), or undefined when it is not one. */
+function literalText(text: string, open: number, close: number): string | undefined {
   // Without quotes, backslashes or control characters inside, the literal's text is what it shows.
-  const inner = data.slice(open + 1, close)
-  if (!NEEDS_PARSE.test(inner)) return inner
+  // Checked in place: a slice tested on its own would be copied out first.
+  PLAIN_RUN.lastIndex = open + 1
+  PLAIN_RUN.test(text)
+  if (PLAIN_RUN.lastIndex === close) return text.slice(open + 1, close)
   try {
-    const text: unknown = JSON.parse(data.slice(open, close + 1))
-    return typeof text === "string" ? text : undefined
+    const value: unknown = JSON.parse(text.slice(open, close + 1))
+    return typeof value === "string" ? value : undefined
   } catch {
     return undefined
   }
 }
 
+/** From `lastIndex`, the longest run with nothing to unescape: it ends at a quote, a backslash or a control character. */
+const PLAIN_RUN = /[^"\\\x00-\x1f]*/y
 const NEEDS_PARSE = /["\\\x00-\x1f]/
 
 const CONTENT_HEAD = ',"choices":[{"index":0,"delta":{"content":"'
