@@ -237,6 +237,16 @@ describe("plainContentDelta: the OpenAI content shortcut agrees with the full pa
     const answers = stream.map((data) => reader(data))
     expect(answers).toEqual(stream.map((data) => plainContentDelta(data)))
     expect(answers.filter((answer) => answer !== undefined)).toHaveLength(10)
+    // Read in place, inside longer reads, it answers the same.
+    const inPlace = contentDeltaReader()
+    for (const [i, data] of stream.entries()) {
+      const read = `data: ${stream[i - 1] ?? ""}\n\ndata: ${data}\n\ndata: ${chunk('"next"')}\n\n`
+      const start = read.lastIndexOf(data)
+      expect(inPlace(read, start, start + data.length)).toBe(answers[i])
+      // Told to end right after the literal, it is no text, though the rest of the chunk follows in the read.
+      const afterLiteral = data.indexOf('"}', data.indexOf('"content":"') + 11) + 1
+      expect(inPlace(read, start, start + afterLiteral)).toBeUndefined()
+    }
     // A fresh reader whose first chunk fails after a plain head: a truncated chunk then is no text.
     const fresh = contentDeltaReader()
     const cut = chunk('"cut"')

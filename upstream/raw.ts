@@ -62,16 +62,16 @@ function openaiDecoder(headers: Headers, OpenAI: OpenAI): Decoder {
   const onEvent: OnEvent = (event, text, start, end) => {
     // After `[DONE]` the rest is read and dropped, so the connection can serve the next request.
     if (complete) return
+    if (event === undefined) {
+      const delta = plainContent(text, start, end)
+      if (delta !== undefined && converter.text(delta, out)) return
+    }
     const data = text.slice(start, end)
     if (data === "[DONE]") {
       // The answer is complete here, whatever the connection does next.
       complete = true
       for (const part of converter.end()) out.push(part)
       return
-    }
-    if (event === undefined) {
-      const delta = plainContent(data)
-      if (delta !== undefined && converter.text(delta, out)) return
     }
     let chunk: { error?: object }
     try {
@@ -249,13 +249,23 @@ function contentClose(data: string, open: number): number {
  * two comparisons; one with that head and another tail (OpenAI's `obfuscation` field changes with
  * every chunk) has only its tail checked.
  */
-export function contentDeltaReader(): (data: string) => string | undefined {
+export function contentDeltaReader(): (text: string, start?: number, end?: number) => string | undefined {
   let head = ""
   let tail = ""
   // Copies, so that the read they were cut from is not kept alive with them (decoded text has no
   // lone surrogates, so UTF-8 gives it back unchanged).
   const copy = (text: string) => Buffer.from(text).toString()
-  return (data) => {
+  return (text, start = 0, end = text.length) => {
+    // The usual chunk, checked in place in its read (the chunk is `text[start, end)`).
+    const quote = end - tail.length - 1
+    if (head && quote >= start + head.length && text.charCodeAt(quote) === 34) {
+      if (text.startsWith(head, start) && text.startsWith(tail, quote + 1)) {
+        PLAIN_RUN.lastIndex = start + head.length
+        PLAIN_RUN.test(text)
+        if (PLAIN_RUN.lastIndex === quote) return text.slice(start + head.length, quote)
+      }
+    }
+    const data = start === 0 && end === text.length ? text : text.slice(start, end)
     if (head && data.startsWith(head)) {
       const open = head.length - 1
       const end = data.length - tail.length - 1
