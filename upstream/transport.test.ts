@@ -78,6 +78,28 @@ describe("framing", () => {
     expect(await readAll(await post())).toMatchObject({ text: "hello world", kept: 0 })
   })
 
+  test("chunk sizes in either case, with leading zeros, spaces, extensions or bare LFs, read as the grammar says", async () => {
+    const sized = (size: string, data: string, end = "\r\n") => `${size}${end}${data}${end}`
+    const pieces = [
+      sized("A", "0123456789"),
+      sized("1a", "abcdefghijklmnopqrstuvwxyz"),
+      sized("10", "0123456789abcdef"),
+      sized("00000B;x=1", "hello world"),
+      sized("3 ;y", "abc"),
+      sized("2", "de", "\n"),
+    ]
+    const body = `${pieces.join("")}0\r\n\r\n`
+    raw.respond((socket) => socket.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${body}`))
+    expect((await readAll(await post())).text).toBe("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefhello worldabcde")
+    // Nine digits, or data not followed by its line end, are malformed; what came before still arrives.
+    for (const bad of ["000000001\r\nx\r\n0\r\n\r\n", "1\r\nxy\r\n0\r\n\r\n"]) {
+      raw.respond((socket) => socket.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${chunk("ok")}${bad}`))
+      const body = rawBody(await post())
+      expect(new TextDecoder().decode((await body?.read())?.[0])).toBe("ok")
+      expect(await body?.read().catch((caught) => caught)).toBeInstanceOf(UpstreamClosedError)
+    }
+  })
+
   test("an error status is read whole, for the SDK to build its error from", async () => {
     const body = JSON.stringify({ type: "error", error: { type: "rate_limit_error", message: "slow down" } })
     raw.respond((socket) =>

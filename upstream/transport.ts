@@ -369,6 +369,23 @@ class Exchange {
       }
       // Size lines, the CRLF after each chunk's data, and trailers are lines.
       const newline = bytes.indexOf(10, at)
+      if (newline >= 0 && !this.line && this.chunkState !== "trailer") {
+        // A whole line in this read: the usual ones are read off the bytes, with no string made.
+        const end = newline > at && bytes[newline - 1] === 13 ? newline - 1 : newline
+        if (this.chunkState === "data-end") {
+          if (end !== at) throw new UpstreamClosedError("malformed chunked encoding")
+          this.chunkState = "size"
+          at = newline + 1
+          continue
+        }
+        const size = plainHex(bytes, at, end)
+        if (size >= 0) {
+          this.chunkLeft = size
+          this.chunkState = size === 0 ? "trailer" : "data"
+          at = newline + 1
+          continue
+        }
+      }
       const end = newline < 0 ? bytes.byteLength : newline
       this.line += latin1.decode(bytes.subarray(at, end))
       if (this.line.length > 4096) throw new UpstreamClosedError("malformed chunked encoding")
@@ -624,6 +641,22 @@ function concat(...parts: Uint8Array[]): Uint8Array {
     at += part.byteLength
   }
   return out
+}
+
+/**
+ * A chunk size as most servers write it, `bytes[from, to)`: one to eight hex digits, then the end
+ * or a `;` before extensions. -1 for anything else, which the line's full parse then takes.
+ */
+function plainHex(bytes: Uint8Array, from: number, to: number): number {
+  let value = 0
+  let at = from
+  for (; at < to && at - from < 8; at++) {
+    const code = bytes[at] as number
+    const digit = code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : code >= 65 && code <= 70 ? code - 55 : -1
+    if (digit < 0) break
+    value = value * 16 + digit
+  }
+  return at > from && (at === to || bytes[at] === 59) ? value : -1
 }
 
 function indexOfSequence(bytes: Uint8Array, sequence: number[]): number {
