@@ -321,7 +321,19 @@ describe("TLS", () => {
       hostname: "127.0.0.1",
       port: 0,
       tls: { cert: Bun.file(join(dir, `${name}.pem`)), key: Bun.file(join(dir, `${name}.key`)) },
-      fetch: () => new Response(EVENTS, { headers: { "content-type": "text/event-stream" } }),
+      fetch: (request) => {
+        // `/long`: many events in many writes, so the body spans many TLS records and reads.
+        if (!request.url.endsWith("/long")) return new Response(EVENTS, { headers: { "content-type": "text/event-stream" } })
+        let left = 400
+        const body = new ReadableStream<string>({
+          async pull(controller) {
+            if (left-- === 0) return controller.close()
+            controller.enqueue(EVENTS.repeat(20))
+            if (left % 50 === 0) await Bun.sleep(1)
+          },
+        })
+        return new Response(body, { headers: { "content-type": "text/event-stream" } })
+      },
     })
 
   test.skipIf(!openssl)("a provider whose certificate is trusted streams over TLS", async () => {
@@ -334,6 +346,12 @@ describe("TLS", () => {
         { stallMs: 5000, ca },
       )
       expect((await readAll(response)).text).toBe(EVENTS)
+      // A long body: every read is released once decoded, and what follows still arrives whole.
+      const long = await readAll(
+        await upstreamFetch(`https://localhost:${server.port}/long`, { method: "POST", body: "{}" }, { stallMs: 5000, ca }),
+      )
+      expect(long.reads).toBeGreaterThan(5)
+      expect(long).toMatchObject({ text: EVENTS.repeat(20 * 400), kept: 0 })
     } finally {
       server.stop(true)
     }
