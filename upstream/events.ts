@@ -5,7 +5,7 @@
 /**
  * One event, told as it completes: its name, and its data as `text[start, end)`. A single-line
  * data field is that line's place in the network read, so a reader that needs only part of it
- * (a text delta's literal) copies only that part.
+ * (a text delta's literal) slices only that part.
  */
 export type OnEvent = (event: string | undefined, text: string, start: number, end: number) => void
 
@@ -16,7 +16,7 @@ const MAX_PENDING = 4 * 1024 * 1024
  * An incremental `text/event-stream` parser (the WHATWG rules sidechat's providers use): lines end
  * in LF, CRLF or CR; `event:` names the event, `data:` lines are joined with LF, a blank line
  * dispatches, `:` lines are comments. An event without its blank line at the end is dropped, as
- * the SDKs drop it.
+ * the SDKs drop it. A throw from `onEvent` ends the stream: the parser is not used after it.
  */
 export function createEventParser() {
   const decoder = new TextDecoder()

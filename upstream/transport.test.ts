@@ -92,7 +92,8 @@ describe("framing", () => {
     raw.respond((socket) => socket.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${body}`))
     expect((await readAll(await post())).text).toBe("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefhello worldabcde")
     // Nine digits, or data not followed by its line end, are malformed; what came before still arrives.
-    for (const bad of ["000000001\r\nx\r\n0\r\n\r\n", "1\r\nxy\r\n0\r\n\r\n"]) {
+    // So are extensions past the line limit, whether or not the line arrives in one read.
+    for (const bad of ["000000001\r\nx\r\n0\r\n\r\n", "1\r\nxy\r\n0\r\n\r\n", `1;${"e".repeat(5000)}\r\nx\r\n0\r\n\r\n`]) {
       raw.respond((socket) => socket.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${chunk("ok")}${bad}`))
       const body = rawBody(await post())
       expect(new TextDecoder().decode((await body?.read())?.[0])).toBe("ok")

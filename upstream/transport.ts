@@ -17,6 +17,8 @@ const STALE_WITHIN_MS = 150
 const BUFFERED = 64 * 1024
 /** A response head (status line and headers) larger than this is refused. */
 const MAX_HEAD = 64 * 1024
+/** A chunked body's size line (with extensions) or trailer line longer than this is refused. */
+const MAX_CHUNK_LINE = 4096
 /** An error body is read whole for the SDK, up to this much. */
 const MAX_ERROR_BODY = 1024 * 1024
 /** Idle sockets kept per origin, and how long each may wait for its next request. */
@@ -369,7 +371,7 @@ class Exchange {
       }
       // Size lines, the CRLF after each chunk's data, and trailers are lines.
       const newline = bytes.indexOf(10, at)
-      if (newline >= 0 && !this.line && this.chunkState !== "trailer") {
+      if (newline >= 0 && newline - at <= MAX_CHUNK_LINE && !this.line && this.chunkState !== "trailer") {
         // A whole line in this read: the usual ones are read off the bytes, with no string made.
         const end = newline > at && bytes[newline - 1] === 13 ? newline - 1 : newline
         if (this.chunkState === "data-end") {
@@ -388,7 +390,7 @@ class Exchange {
       }
       const end = newline < 0 ? bytes.byteLength : newline
       this.line += latin1.decode(bytes.subarray(at, end))
-      if (this.line.length > 4096) throw new UpstreamClosedError("malformed chunked encoding")
+      if (this.line.length > MAX_CHUNK_LINE) throw new UpstreamClosedError("malformed chunked encoding")
       at = end + 1
       if (newline < 0) break
       const line = this.line.endsWith("\r") ? this.line.slice(0, -1) : this.line
