@@ -48,6 +48,27 @@ describe("the event-stream parser", () => {
     expect(parse(stream, size)).toEqual(names.map((event, i) => ({ event, data: String(i) })))
   })
 
+  test("random streams give the same events in random reads as in one", () => {
+    const pieces = ["data: ", "data:", "data", "event: ", "event:", ": c", "id: 1", "x", "é", "👋", '{"a":1}', "", " ", "[DONE]"]
+    const ends = ["\n", "\n", "\n", "\r\n", "\r"]
+    let seed = 11
+    const random = (below: number) => (seed = (seed * 48271) % 2147483647) % below
+    for (let round = 0; round < 3000; round++) {
+      let stream = ""
+      for (let lines = 1 + random(14); lines > 0; lines--) {
+        for (let count = random(4); count > 0; count--) stream += pieces[random(pieces.length)]
+        stream += ends[random(ends.length)]
+      }
+      const bytes = encoder.encode(stream)
+      const parser = createEventParser()
+      const events: SseEvent[] = []
+      const most = [3, 9, 40][round % 3] as number
+      for (let at = 0, size = 1; at < bytes.length; at += size, size = 1 + random(most))
+        events.push(...push(parser, bytes.subarray(at, at + size)))
+      expect(events).toEqual(parse(stream))
+    }
+  })
+
   test("an event without its blank line at the end is dropped, as the SDKs drop it", () => {
     expect(parse("data: done\n\ndata: cut")).toEqual([{ data: "done" }])
   })
