@@ -25,7 +25,7 @@ function anthropicDecoder(headers: Headers, Anthropic: Anthropic): Decoder {
   const onEvent: OnEvent = (event, text, start, end) => {
     if (event === "ping" || event === undefined || start === end) return
     if (event === "content_block_delta") {
-      // Read in place: of a text delta, only its text is copied out of the read.
+      // Read in place: of a text delta, only its text is sliced out of the read.
       const delta = plainTextDelta(text, start, end)
       if (delta !== undefined) {
         if (delta) out.push({ type: "text", delta })
