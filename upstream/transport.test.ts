@@ -101,6 +101,17 @@ describe("framing", () => {
     }
   })
 
+  test("release frees the transport's own reads and nothing else", async () => {
+    raw.respond((socket) => socket.write(`${eventStreamHead("chunked")}${chunk("hello")}0\r\n\r\n`))
+    const body = rawBody(await post())
+    const chunks = (await body?.read()) ?? []
+    expect(new TextDecoder().decode(chunks[0])).toBe("hello")
+    const foreign = new Uint8Array(16)
+    body?.release([...chunks, foreign])
+    expect(chunks.map((bytes) => bytes.byteLength)).toEqual(chunks.map(() => 0))
+    expect(foreign.byteLength).toBe(16)
+  })
+
   test("an error status is read whole, for the SDK to build its error from", async () => {
     const body = JSON.stringify({ type: "error", error: { type: "rate_limit_error", message: "slow down" } })
     raw.respond((socket) =>

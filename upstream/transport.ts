@@ -61,6 +61,8 @@ export type TransportOptions = {
 export type RawBody = { read(): Promise<Uint8Array[] | undefined>; release(chunks: Uint8Array[]): void; cancel(): void }
 
 const rawBodies = new WeakMap<Response, RawBody>()
+/** Socket reads that are whole buffers, not yet released: only these are freed by `release`. */
+const ownReads = new WeakSet<ArrayBufferLike>()
 
 /** The body of a Response this transport made, as bytes per network read; undefined for any other Response. */
 export const rawBody = (response: Response): RawBody | undefined => rawBodies.get(response)
@@ -303,6 +305,9 @@ class Exchange {
   receive(bytes: Uint8Array): void {
     this.received = true
     this.lastByte = performance.now()
+    // A read that is its whole buffer is ours to free once read (see `release`); a view into a
+    // buffer shared with other reads (a pool) is left to the garbage collector.
+    if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) ownReads.add(bytes.buffer)
     try {
       if (this.phase === "head") {
         const rest = this.readHead(bytes)
@@ -320,7 +325,12 @@ class Exchange {
 
   /** Accumulates the head; returns what follows it once it is complete (after any 1xx heads). */
   private readHead(bytes: Uint8Array): Uint8Array | undefined {
-    let buffer = this.head.byteLength ? concat(this.head, bytes) : bytes
+    let buffer = bytes
+    if (this.head.byteLength) {
+      // The head so far and this read, copied together: the copy is ours to free as well.
+      buffer = concat(this.head, bytes)
+      ownReads.add(buffer.buffer)
+    }
     for (;;) {
       const end = indexOfSequence(buffer, CRLFCRLF)
       if (end > MAX_HEAD || (end < 0 && buffer.byteLength > MAX_HEAD)) throw new UpstreamClosedError("response head too large")
@@ -513,12 +523,12 @@ class Exchange {
     // Bun copies each network read into a buffer of its own, which only a garbage collection would
     // free. By then its allocator has returned the pages to the kernel, so every read wrote into
     // fresh pages, one page fault per 4 KiB: a third of the CPU of a stream at full speed. Freed
-    // here, the next read reuses them. Every chunk views a buffer only this exchange holds: a
-    // socket's read, or a copy made while the head was read.
+    // here, the next read reuses them. Only whole socket reads are freed: every chunk views one
+    // read, all of whose chunks reach the reader together.
     release: (chunks) => {
       for (const chunk of chunks) {
         const buffer = chunk.buffer as ArrayBuffer
-        if (!buffer.detached) buffer.transfer(0)
+        if (ownReads.delete(buffer)) buffer.transfer(0)
       }
     },
     cancel: () => {
