@@ -190,7 +190,6 @@ function literalText(text: string, open: number, close: number): string | undefi
 
 /** From `lastIndex`, the longest run with nothing to unescape: it ends at a quote, a backslash or a control character. */
 const PLAIN_RUN = /[^"\\\x00-\x1f]*/y
-const NEEDS_PARSE = /["\\\x00-\x1f]/
 
 const CONTENT_HEAD = ',"choices":[{"index":0,"delta":{"content":"'
 /** The longest chunk the shortcut looks at (a plain token's chunk is a few hundred characters). */
@@ -265,14 +264,10 @@ export function contentDeltaReader(): (text: string, start?: number, end?: numbe
         if (PLAIN_RUN.lastIndex === quote) return text.slice(start + head.length, quote)
       }
     }
+    // Otherwise the chunk is checked whole: with the same head, only what follows its literal.
     const data = start === 0 && end === text.length ? text : text.slice(start, end)
     if (head && data.startsWith(head)) {
       const open = head.length - 1
-      const end = data.length - tail.length - 1
-      if (end > open && data.endsWith(tail) && data.charCodeAt(end) === 34) {
-        const inner = data.slice(open + 1, end)
-        if (!NEEDS_PARSE.test(inner)) return inner
-      }
       const close = data.length > MAX_PLAIN ? -1 : contentClose(data, open)
       if (close < 0) return undefined
       if (!data.endsWith(tail) || data.length - close - 1 !== tail.length) tail = copy(data.slice(close + 1))

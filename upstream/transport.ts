@@ -392,8 +392,7 @@ class Exchange {
         }
         const size = plainHex(bytes, at, end)
         if (size >= 0) {
-          this.chunkLeft = size
-          this.chunkState = size === 0 ? "trailer" : "data"
+          this.startChunk(size)
           at = newline + 1
           continue
         }
@@ -411,10 +410,15 @@ class Exchange {
       } else if (this.chunkState === "size") {
         const size = line.split(";")[0]?.trim() ?? ""
         if (!/^[0-9a-fA-F]{1,8}$/.test(size)) throw new UpstreamClosedError("malformed chunked encoding")
-        this.chunkLeft = Number.parseInt(size, 16)
-        this.chunkState = this.chunkLeft === 0 ? "trailer" : "data"
+        this.startChunk(Number.parseInt(size, 16))
       } else if (line === "") this.complete(at >= bytes.byteLength)
     }
+  }
+
+  /** A size line read: its data follows, or, for size 0, the trailers. */
+  private startChunk(size: number): void {
+    this.chunkLeft = size
+    this.chunkState = size === 0 ? "trailer" : "data"
   }
 
   private push(bytes: Uint8Array): void {
