@@ -15,7 +15,7 @@ import { streamResponse } from "./sse"
 import { type Providers, providerLabel } from "./upstream"
 import { type Opened, openWithRetries } from "./upstream/attempts"
 import { createDeadline } from "./upstream/deadline"
-import { classifyError, errorPart } from "./upstream/errors"
+import { classifyError, errorPart, unreachableReason } from "./upstream/errors"
 import { aguiEvents, aguiFailure, type RunRef, type Transport, wireFor } from "./wire"
 
 /** What a request has told us so far; `deferred` when a stream will record its end itself. */
@@ -225,6 +225,7 @@ export function createChat(deps: ChatDeps): Chat {
       let error: ErrorPart | undefined
       const classify = (thrown: unknown) => {
         error = deadline.expired() ?? errorPart(thrown, providerLabel(trail.provider ?? primary))
+        if (error.code === "provider_unreachable") trail.reason = unreachableReason(thrown)
         if (error.code === "internal_error" && !request.signal.aborted) report(`stream failed inside sidechat`, thrown, trail.requestId)
         return error
       }

@@ -10,6 +10,7 @@ import { loadPrices } from "./observe/prices"
 import pkg from "./package.json"
 import playground from "./playground/index.html"
 import type { ToolDecl } from "./schema"
+import { shownProxy } from "./upstream/proxy"
 
 /** Each flag sets the environment variable of the same name; secrets have no flag (argv is public). */
 const FLAGS = {
@@ -313,6 +314,16 @@ export async function main() {
     tracing: config.otel ? config.otel.endpoint : "off",
     prices: prices.value.length,
   })
+  const proxy = config.egressProxy
+  if (proxy) {
+    const via = (["https", "http"] as const).flatMap((scheme) => (proxy[scheme] ? [`${scheme}:// via ${shownProxy(proxy[scheme])}`] : []))
+    const except = proxy.noProxy.length ? `, except NO_PROXY ${proxy.noProxy.join(",")}` : ""
+    logger.info(`  egress proxy: ${via.join(", ")}${except}`, {
+      httpsProxy: proxy.https && shownProxy(proxy.https),
+      httpProxy: proxy.http && shownProxy(proxy.http),
+      noProxy: proxy.noProxy,
+    })
+  }
   if (tools.value.length)
     logger.info(`  server tools: ${tools.value.map((tool) => tool.name).join(", ")}`, { tools: tools.value.map((t) => t.name) })
 

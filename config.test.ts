@@ -111,6 +111,27 @@ describe("config", () => {
     expect(fallback.value.authTokens).toEqual(["one-0123456789abcdef", "two-0123456789abcdef"])
   })
 
+  test("HTTPS_PROXY, HTTP_PROXY (either case) and NO_PROXY; a proxy sidechat cannot speak to is refused", () => {
+    const parsed = parseConfig({
+      https_proxy: "http://u:p@proxy.corp:3128",
+      HTTP_PROXY: "proxy.corp:8080",
+      NO_PROXY: "localhost, .internal 10.0.0.0/8",
+    })
+    if (!parsed.ok) throw new Error(parsed.problems.join())
+    const proxy = parsed.value.egressProxy
+    expect([proxy?.https?.href, proxy?.http?.href, proxy?.noProxy]).toEqual([
+      "http://u:p@proxy.corp:3128/",
+      "http://proxy.corp:8080/",
+      ["localhost", ".internal", "10.0.0.0/8"],
+    ])
+    expect(parseConfig({ NO_PROXY: "localhost" })).toMatchObject({ ok: true, value: { egressProxy: undefined } })
+    const bad = parseConfig({ HTTPS_PROXY: "https://u:secret@proxy.corp:3128", HTTP_PROXY: "http://proxy.corp:3128/some/path" })
+    expect(bad.ok ? [] : bad.problems).toEqual([
+      'HTTPS_PROXY: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got "https://u:***@proxy.corp:3128"',
+      'HTTP_PROXY: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got "http://proxy.corp:3128/some/path"',
+    ])
+  })
+
   test("env.example parses as it stands, and names every setting config/ reads", async () => {
     const example = await Bun.file(new URL("env.example", import.meta.url)).text()
     const env = Object.fromEntries([...example.matchAll(/^([A-Z_]+)=(.*)$/gm)].map((m) => [m[1], m[2]]))

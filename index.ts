@@ -70,6 +70,8 @@ export type Outcome = {
   costUsd?: number
   /** The incoming W3C trace context, so a span can continue the frontend's trace. */
   traceparent?: string
+  /** Why the provider could not be reached (`provider_unreachable`): logged, never sent to the client. */
+  reason?: string
 }
 
 export type Handler = ((request: Request, server?: Server) => Promise<Response>) & {

@@ -1,6 +1,7 @@
 // Configuration: parsed once from the environment at startup, every problem listed at once.
 import { maskKey } from "./helpers"
-import { parseFallback, parseModelSettings, parseOtel, parsePlayground, parseRedisUrl, parseResumable } from "./settings"
+import type { EgressProxy } from "../upstream/proxy"
+import { parseEgressProxy, parseFallback, parseModelSettings, parseOtel, parsePlayground, parseRedisUrl, parseResumable } from "./settings"
 
 export { type Loaded, loadJsonSetting, maskKey, matchesAny, matchesPattern, providerMode } from "./helpers"
 
@@ -37,6 +38,8 @@ export type Config = {
   providerMaxRetries: number
   providerTimeoutMs: number
   providerStallMs: number
+  /** HTTPS_PROXY, HTTP_PROXY and NO_PROXY: provider calls through an egress proxy; undefined when none is set. */
+  egressProxy?: EgressProxy
   /** Bearer tokens that may call /chat (and every route but /health and /ready); empty: no auth. */
   authTokens: string[]
   /** `off`: BYOK headers are ignored; `optional`: used when sent; `required`: no key, no chat. */
@@ -200,6 +203,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     providerMaxRetries: int("PROVIDER_MAX_RETRIES", 2, 0, 10),
     providerTimeoutMs: int("PROVIDER_TIMEOUT_MS", 600_000, 1000, 3_600_000),
     providerStallMs: int("PROVIDER_STALL_MS", 300_000, 100, 3_600_000),
+    egressProxy: parseEgressProxy(str, problems),
     authTokens: list("AUTH_TOKEN") ?? [],
     byok: oneOf("BYOK", ["off", "optional", "required"] as const, "off"),
     limits: {

@@ -119,3 +119,29 @@ export function parseModelSettings(raw: string | undefined, problems: string[]):
   }
   return settings
 }
+
+/**
+ * The egress proxy for provider calls, from the variables every HTTP tool reads (upper or lower
+ * case; upper wins). A proxy is spoken to in plain HTTP: `http://[user:password@]host[:port]`.
+ */
+export function parseEgressProxy(str: (name: string) => string | undefined, problems: string[]): Config["egressProxy"] {
+  const proxy = (name: string) => {
+    const raw = str(name) ?? str(name.toLowerCase())
+    if (raw === undefined) return undefined
+    // `host:port` alone is a plain HTTP proxy, as curl reads it.
+    const full = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`
+    const url = URL.canParse(full) ? new URL(full) : undefined
+    if (url?.protocol === "http:" && url.hostname && (url.pathname === "/" || url.pathname === "")) return url
+    const shown = raw.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@")
+    problems.push(`${name}: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got ${JSON.stringify(shown)}`)
+    return undefined
+  }
+  const https = proxy("HTTPS_PROXY")
+  const http = proxy("HTTP_PROXY")
+  if (!https && !http) return undefined
+  const noProxy = (str("NO_PROXY") ?? str("no_proxy") ?? "")
+    .split(/[\s,]+/)
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+  return { ...(https && { https }), ...(http && { http }), noProxy }
+}

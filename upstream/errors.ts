@@ -96,6 +96,17 @@ export function classifyError(error: unknown, provider: string): Failure {
   return failure("internal_error", "sidechat failed while streaming the response")
 }
 
+/**
+ * Why a provider could not be reached, for the operator's log (never the client's): the SDK's
+ * connection error only says "Connection error."; what it wraps names the proxy, the refused
+ * certificate or the address.
+ */
+export function unreachableReason(error: unknown): string | undefined {
+  if (!isSdkError(error, "APIConnectionError") || isSdkError(error, "APIConnectionTimeoutError")) return undefined
+  const cause = (error as { cause?: unknown }).cause
+  return cause instanceof Error ? cause.message : undefined
+}
+
 function failure(code: ErrorCode, message: string): Failure {
   return { status: STATUS_OF[code], code, message }
 }

@@ -30,7 +30,10 @@ export type Providers = {
   ): Promise<void>
 }
 
-export function createProviders(config: Config, fetch: Fetch = createTransport({ stallMs: config.providerStallMs })): Providers {
+export function createProviders(
+  config: Config,
+  fetch: Fetch = createTransport({ stallMs: config.providerStallMs, proxy: config.egressProxy }),
+): Providers {
   const modes = providerModes(config)
   // Retrying is ours (upstream/attempts.ts): it sees the whole request, fallback included, and counts
   // what it does. The SDKs would log an unreadable event's raw data, which can hold a completion.

@@ -3,7 +3,9 @@
 // is set before start-up, which a binary cannot do. Not node:http: in Bun it is a JavaScript layer
 // over these same sockets, and it was the largest single cost per network read in profiles.
 // A 2xx body is also readable without a web stream: `rawBody` hands the hot path each network
-// read's bytes as they arrive.
+// read's bytes as they arrive. An egress proxy (HTTPS_PROXY, HTTP_PROXY) is honoured as Bun's
+// fetch would: see proxy.ts.
+import { type EgressProxy, proxyFor, type Via } from "./proxy"
 
 /** A pooled socket can die between two requests; that many fresh tries follow before giving up. */
 const STALE_SOCKET_RETRIES = 2
@@ -50,6 +52,8 @@ export type TransportOptions = {
   stallMs: number
   /** Certificates (PEM) to trust instead of the well-known roots Bun ships: a test's own CA. */
   ca?: string
+  /** The egress proxy provider calls go through, where NO_PROXY does not exempt them. */
+  proxy?: EgressProxy
 }
 
 /**
@@ -83,8 +87,8 @@ export async function upstreamFetch(
   const signal = init.signal ?? undefined
   if (signal?.aborted) throw abortError()
   const method = (init.method ?? "GET").toUpperCase()
-  const request = await requestBytes(url, method, init)
-  const origin = originOf(url, transport.ca)
+  const origin = originOf(url, transport)
+  const request = await requestBytes(url, method, init, origin)
 
   // A reused socket that failed right after the write, with no byte back (`stale`), never
   // delivered the request: it is sent again on another.
@@ -102,18 +106,21 @@ export async function upstreamFetch(
 
 // ------------------------------------------------------------------ connections
 
-type Origin = { key: string; hostname: string; port: number; tls: false | { serverName?: string; ca?: string } }
+/** Where a request goes: its host, and the proxy its connection goes through, if any. */
+type Origin = { key: string; hostname: string; port: number; tls: false | { serverName?: string; ca?: string }; via?: Via }
 
-function originOf(url: URL, ca: string | undefined): Origin {
+function originOf(url: URL, { ca, proxy }: TransportOptions): Origin {
   const https = url.protocol === "https:"
   const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname
   const port = Number(url.port) || (https ? 443 : 80)
   const ip = /^[\d.]+$/.test(hostname) || hostname.includes(":")
+  const via = proxyFor(url, proxy)
   return {
-    key: `${url.protocol}//${url.host}`,
+    key: `${url.protocol}//${url.host}${via ? ` via ${via.key}` : ""}`,
     hostname,
     port,
     tls: https && { ...(!ip && { serverName: hostname }), ...(ca && { ca }) },
+    ...(via && { via }),
   }
 }
 
@@ -127,6 +134,8 @@ type Connection = {
   closed: boolean
   /** Why the socket failed, when it told us (an error, a refused certificate). */
   failure?: Error
+  /** A tunnelled connection waits for its TLS handshake here (see `tunnel`). */
+  handshake?: PromiseWithResolvers<void>
 }
 
 const idle = new Map<string, Connection[]>()
@@ -171,7 +180,7 @@ const handlers: Bun.SocketHandler<Connection, "arraybuffer"> = {
     socket.data.exchange?.drain()
   },
   handshake(socket, verified, error) {
-    if (verified) return
+    if (verified) return void socket.data.handshake?.resolve()
     socket.data.failure = new Error(
       `the provider's TLS certificate was refused: ${(error as NodeJS.ErrnoException | undefined)?.code ?? error?.message ?? "unverified"}`,
     )
@@ -190,6 +199,7 @@ const handlers: Bun.SocketHandler<Connection, "arraybuffer"> = {
     connection.failure ??= error
     connection.closed = true
     forget(connection)
+    connection.handshake?.reject(connection.failure ?? new UpstreamClosedError("during the TLS handshake"))
     connection.exchange?.closed(connection.failure)
   },
   timeout(socket) {
@@ -201,14 +211,18 @@ const handlers: Bun.SocketHandler<Connection, "arraybuffer"> = {
 
 async function connect(origin: Origin, signal?: AbortSignal): Promise<Connection> {
   const connection = { origin, reused: false, closed: false } as Connection
-  const opening = Bun.connect<Connection>({
-    hostname: origin.hostname,
-    port: origin.port,
-    ...(origin.tls && { tls: origin.tls }),
-    data: connection,
-    // Bun's types know binaryType for servers only; connect takes it too.
-    socket: handlers as unknown as Bun.SocketHandler<Connection>,
-  })
+  const { via } = origin
+  const opening =
+    via && origin.tls
+      ? tunnel(origin, via, connection)
+      : Bun.connect<Connection>({
+          // Through a proxy, a plain-HTTP request goes to the proxy, in absolute form (`requestBytes`).
+          hostname: via?.hostname ?? origin.hostname,
+          port: via?.port ?? origin.port,
+          ...(origin.tls && { tls: origin.tls }),
+          data: connection,
+          socket: connectionHandlers,
+        }).catch(via && unreachable(via))
   if (!signal) connection.socket = await opening
   else {
     // An abort while connecting answers at once; the socket, if it still opens, is closed.
@@ -230,6 +244,67 @@ async function connect(origin: Origin, signal?: AbortSignal): Promise<Connection
     }
   }
   return connection
+}
+
+/** A failed connection to the proxy says so, not just that a connection failed. */
+const unreachable = (via: Via) => (error: Error) => {
+  throw new Error(`could not connect to the proxy ${via.name}: ${error.message}`, { cause: error })
+}
+
+// Bun's types know binaryType for servers only; connect takes it too.
+const connectionHandlers = handlers as unknown as Bun.SocketHandler<Connection>
+
+/**
+ * TLS to the provider inside a proxy's CONNECT tunnel: the proxy relays bytes it cannot read, and
+ * the provider's certificate is checked as on a direct connection. A proxy that refuses (407, 403,
+ * 502...) fails the request with its status, which the SDK reports as a connection error.
+ */
+async function tunnel(origin: Origin, via: Via, connection: Connection): Promise<Bun.Socket<Connection>> {
+  const target = `${origin.hostname.includes(":") ? `[${origin.hostname}]` : origin.hostname}:${origin.port}`
+  const answered = Promise.withResolvers<void>()
+  let answer = ""
+  const raw = await Bun.connect({
+    hostname: via.hostname,
+    port: via.port,
+    socket: {
+      data(_, bytes) {
+        answer += latin1.decode(bytes)
+        if (answer.includes("\r\n\r\n")) answered.resolve()
+        else if (answer.length > MAX_HEAD) answered.reject(new Error(`the proxy ${via.name} sent an over-long answer to CONNECT`))
+      },
+      error: (_, error) => answered.reject(error),
+      close: () => answered.reject(new Error(`the proxy ${via.name} closed the connection before answering CONNECT ${target}`)),
+    },
+  }).catch(unreachable(via))
+  raw.write(
+    `CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n${via.authorization ? `proxy-authorization: ${via.authorization}\r\n` : ""}\r\n`,
+  )
+  const end = await answered.promise.then(
+    () => answer.indexOf("\r\n\r\n"),
+    (error: unknown) => {
+      raw.terminate()
+      throw error
+    },
+  )
+  const status = /^HTTP\/1\.[01] (\d{3})(?: ([^\r]*))?/.exec(answer)
+  // The provider speaks only after our TLS hello: a byte past the proxy's answer is out of step.
+  if (!status?.[1]?.startsWith("2") || end + 4 !== answer.length) {
+    raw.terminate()
+    const said = status ? `${status[1]} ${status[2] ?? ""}`.trim() : JSON.stringify(answer.slice(0, 40))
+    throw new Error(`the proxy ${via.name} refused a tunnel to ${target}: ${said}`)
+  }
+  // Unlike a direct TLS connection, an upgraded socket does not hold writes until its handshake.
+  connection.handshake = Promise.withResolvers<void>()
+  const [, tls] = raw.upgradeTLS<Connection>({ data: connection, tls: origin.tls || {}, socket: connectionHandlers })
+  try {
+    await connection.handshake.promise
+  } catch (error) {
+    tls.terminate()
+    throw error
+  } finally {
+    connection.handshake = undefined
+  }
+  return tls
 }
 
 // ------------------------------------------------------------------ one request and its response
@@ -558,9 +633,13 @@ class Exchange {
 
 // ------------------------------------------------------------------ bytes in and out
 
-async function requestBytes(url: URL, method: string, init: RequestInit): Promise<Uint8Array> {
+async function requestBytes(url: URL, method: string, init: RequestInit, { via, tls }: Origin): Promise<Uint8Array> {
   const body = await bodyBytes(init.body)
-  let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`
+  // To a plain-HTTP proxy, the whole URL, and the proxy's credentials on every request.
+  const proxied = via && !tls
+  const target = proxied ? `${url.protocol}//${url.host}${url.pathname}${url.search}` : `${url.pathname}${url.search}`
+  let head = `${method} ${target} HTTP/1.1\r\nhost: ${url.host}\r\n`
+  if (proxied && via.authorization) head += `proxy-authorization: ${via.authorization}\r\n`
   // The SDKs hand over a Headers already: read it rather than copy it.
   const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers)
   headers.forEach((value, name) => {
