@@ -221,10 +221,22 @@ async function held(target: Target) {
   return { opened: first, finished, perStream: (open - before) / Math.max(1, first), before, after: target.rss() }
 }
 
-/** The compiled binary: spawn → first 200 on /health, and spawn → first streamed token (mock). */
+const median = (list: number[]) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)] ?? Number.NaN
+
+/** Spawn → exit of the bare binary told to exit at once (BARE_EXIT): what the runtime alone costs, median. */
+async function startAndExit(binary: string) {
+  const runs: number[] = []
+  for (let i = 0; i < (QUICK ? 5 : 11); i++) {
+    const t0 = performance.now()
+    await Bun.spawn([binary], { env: { PATH: process.env.PATH ?? "", BARE_EXIT: "1" }, stdout: "ignore", stderr: "ignore" }).exited
+    runs.push(performance.now() - t0)
+  }
+  return median(runs)
+}
+
 /**
- * Spawn → first 200 on /health, and spawn → first streamed token, medians. `tokens: false` skips the
- * second (the bare binary has no /chat).
+ * A compiled binary's cold start, medians: spawn → first 200 on /health, and spawn → first
+ * streamed token (mock). `tokens: false` skips the second (the bare binary has no /chat).
  */
 async function coldStart(binary: string, tokens = true) {
   const runs = QUICK ? 5 : 11
@@ -270,7 +282,6 @@ async function coldStart(binary: string, tokens = true) {
     child.kill()
     await child.exited
   }
-  const median = (list: number[]) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)] ?? Number.NaN
   return { health: median(health), token: tokens ? median(token) : Number.NaN }
 }
 
@@ -358,9 +369,11 @@ if (wanted("cold")) {
   // The floor: a compiled binary that only binds Bun.serve, built with the same flags.
   const bare = `${ROOT}/dist/bench-bare`
   await build(["build", "--compile", "--minify", "--bytecode", "--format=esm", "bench/bare.ts", "--outfile", bare])
+  const runtime = await startAndExit(bare)
   const floor = await coldStart(bare, false)
   const cold = await coldStart(binary)
   console.log(`\ncold start, compiled, medians: spawn → /health, spawn → first streamed token (mock)`)
+  console.log(`runtime alone          ${runtime.toFixed(1)} ms (spawn → exit of a binary that exits at once)`)
   console.log(`bare Bun.serve binary  ${floor.health.toFixed(1)} ms`)
   console.log(
     `sidechat               ${cold.health.toFixed(1)} ms (${times(cold.health / floor.health)}), ${cold.token.toFixed(1)} ms (${times(cold.token / floor.health)})`,
