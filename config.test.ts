@@ -125,10 +125,16 @@ describe("config", () => {
       ["localhost", ".internal", "10.0.0.0/8"],
     ])
     expect(parseConfig({ NO_PROXY: "localhost" })).toMatchObject({ ok: true, value: { egressProxy: undefined } })
-    const bad = parseConfig({ HTTPS_PROXY: "https://u:secret@proxy.corp:3128", HTTP_PROXY: "http://proxy.corp:3128/some/path" })
+    const bad = parseConfig({ HTTPS_PROXY: "https://u:se/cr@t@proxy.corp:3128", HTTP_PROXY: "http://proxy.corp:3128/some/path" })
+    // The password never shows, however it is written.
     expect(bad.ok ? [] : bad.problems).toEqual([
-      'HTTPS_PROXY: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got "https://u:***@proxy.corp:3128"',
+      'HTTPS_PROXY: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got "https://***@proxy.corp:3128"',
       'HTTP_PROXY: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got "http://proxy.corp:3128/some/path"',
+    ])
+    // A stray % would fail every request later; it fails start-up instead, saying how to write it.
+    const percent = parseConfig({ HTTPS_PROXY: "http://u:50%off@proxy.corp:3128" })
+    expect(percent.ok ? [] : percent.problems).toEqual([
+      'HTTPS_PROXY: its user or password is not valid percent-encoding (write % as %25); got "http://***@proxy.corp:3128"',
     ])
   })
 

@@ -25,6 +25,9 @@ describe("which requests go through the proxy", () => {
     expect(direct("http://10.1.2.3:11434/v1", "10.0.0.0/8")).toBe(true)
     expect(direct("http://11.1.2.3:11434/v1", "10.0.0.0/8")).toBe(false)
     expect(direct("http://192.168.7.9/v1", "192.168.7.9")).toBe(true)
+    expect(direct("http://127.0.0.1/v1", "0.0.1")).toBe(false)
+    expect(direct("https://api.example.com./v1", "example.com")).toBe(true)
+    expect(direct("https://api.example.com/v1", "example.com.")).toBe(true)
     expect(direct("http://[::1]:8000/v1", "::1")).toBe(true)
     expect(direct("http://[::1]:8000/v1", "[::1]:8000")).toBe(true)
     expect(direct("http://[::1]:8001/v1", "[::1]:8000")).toBe(false)
@@ -68,7 +71,11 @@ describe.skipIf(!tinyproxy || !openssl)("through tinyproxy", () => {
   const seen: { url: string; proxyAuthorization: string | null }[] = []
   const answer = (request: Request) => {
     seen.push({ url: request.url, proxyAuthorization: request.headers.get("proxy-authorization") })
-    return new Response(EVENTS, { headers: { "content-type": "text/event-stream" } })
+    // `/long`: 16 MiB, in many writes.
+    if (!request.url.endsWith("/long")) return new Response(EVENTS, { headers: { "content-type": "text/event-stream" } })
+    let left = 256
+    const piece = "x".repeat(64 * 1024)
+    return new Response(new ReadableStream<string>({ pull: (controller) => (left-- ? controller.enqueue(piece) : controller.close()) }))
   }
   const serveTls = () =>
     Bun.serve({
@@ -80,7 +87,7 @@ describe.skipIf(!tinyproxy || !openssl)("through tinyproxy", () => {
   const tlsProvider = serveTls()
   const plainProvider = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: answer })
   const ca = readFileSync(join(dir, "localhost.pem"), "utf8")
-  const proxyUrl = (credentials = "sidechat:s3cret") => new URL(`http://${credentials}@127.0.0.1:${proxyPort}`)
+  const proxyUrl = (credentials = "sidechat:s3cret") => new URL(`http://${credentials ? `${credentials}@` : ""}127.0.0.1:${proxyPort}`)
 
   beforeAll(async () => {
     for (let attempt = 0; attempt < 5 && !proxyPort; attempt++) {
@@ -164,12 +171,54 @@ describe.skipIf(!tinyproxy || !openssl)("through tinyproxy", () => {
     expect(String(gone)).toContain("could not connect to the proxy 127.0.0.1:1")
   })
 
+  test("a tunnel keeps nothing of what it carried", async () => {
+    const url = `https://localhost:${tlsProvider.port}/long`
+    const heap = () => {
+      Bun.gc(true)
+      return process.memoryUsage().heapUsed
+    }
+    expect((await (await post(url, proxyUrl(), { ca })).text()).length).toBe(16 * 1024 * 1024)
+    const before = heap()
+    const body = await (await post(url, proxyUrl(), { ca })).text()
+    expect(body.length).toBe(16 * 1024 * 1024)
+    // The tunnel is pooled, alive; 16 MiB went through it (more than 16 MiB kept, were it kept).
+    expect(heap() - before).toBeLessThan(8 * 1024 * 1024)
+  })
+
+  test("an abort closes a tunnel the proxy never answers", async () => {
+    let closed = 0
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {}, close: () => void closed++ } })
+    try {
+      const controller = new AbortController()
+      const proxy = { https: new URL(`http://127.0.0.1:${silent.port}`), noProxy: [] }
+      const pending = upstreamFetch(
+        `https://localhost:${tlsProvider.port}/v1/messages`,
+        { method: "POST", body: "{}", signal: controller.signal },
+        { stallMs: 5000, ca, proxy },
+      )
+      await Bun.sleep(50)
+      controller.abort()
+      expect(String(await pending.catch((error) => error))).toContain("AbortError")
+      for (let wait = 0; wait < 100 && !closed; wait++) await Bun.sleep(10)
+      expect(closed).toBe(1)
+    } finally {
+      silent.stop(true)
+    }
+  })
+
   test("an http:// provider is asked in absolute form through the proxy", async () => {
     const url = `http://127.0.0.1:${plainProvider.port}/v1/chat/completions`
     const response = await post(url, proxyUrl())
     expect(await response.text()).toBe(EVENTS)
     expect(proxyLog).toContain(`POST ${url} HTTP/1.1`)
     expect(seen.at(-1)).toEqual({ url, proxyAuthorization: null })
+    // The proxy's 407 is its own refusal, not the provider's answer.
+    const refused = await upstreamFetch(
+      url,
+      { method: "POST", body: "{}" },
+      { stallMs: 5000, proxy: { http: proxyUrl(""), noProxy: [] } },
+    ).catch((error) => error)
+    expect(String(refused)).toContain(`the proxy 127.0.0.1:${proxyPort} refused a request to 127.0.0.1:${plainProvider.port}: 407`)
   })
 
   test("a host NO_PROXY names is reached directly, even when the proxy is down", async () => {

@@ -29,10 +29,12 @@ export function proxyFor(url: URL, proxy: EgressProxy | undefined): Via | undefi
 /**
  * NO_PROXY as curl reads it: `*` is every host; `example.com` and `.example.com` are that host and
  * every name under it; `host:port` only on that port; an IP address is itself, and an IPv4 block
- * in CIDR form (`10.0.0.0/8`) is every address in it. Names are compared without case.
+ * in CIDR form (`10.0.0.0/8`) is every address in it. Names are compared without case or a
+ * trailing dot.
  */
 export function bypassed(url: URL, noProxy: readonly string[]): boolean {
-  const host = unbracket(url.hostname).toLowerCase()
+  const host = unbracket(url.hostname).toLowerCase().replace(/\.$/, "")
+  const address = ipv4(host) !== undefined || host.includes(":")
   const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80)
   return noProxy.some((entry) => {
     if (entry === "*") return true
@@ -40,8 +42,9 @@ export function bypassed(url: URL, noProxy: readonly string[]): boolean {
     if (entryPort !== undefined && entryPort !== port) return false
     const cidr = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(name)
     if (cidr) return inBlock(host, cidr[1] as string, Number(cidr[2]))
-    const domain = name.startsWith(".") ? name.slice(1) : name
-    return host === domain || host.endsWith(`.${domain}`)
+    const domain = (name.startsWith(".") ? name.slice(1) : name).replace(/\.$/, "")
+    // An address is only ever itself: `0.0.1` names no part of 127.0.0.1.
+    return host === domain || (!address && host.endsWith(`.${domain}`))
   })
 }
 

@@ -95,12 +95,19 @@ export async function upstreamFetch(
   for (let attempt = 0; ; attempt++) {
     const connection = takeIdle(origin) ?? (await connect(origin, signal))
     const exchange = new Exchange(connection, method, transport.stallMs, signal)
+    let head: Head
     try {
-      const head = await exchange.send(request)
-      return toResponse(exchange, head)
+      head = await exchange.send(request)
     } catch (error) {
       if (!exchange.stale || attempt >= STALE_SOCKET_RETRIES || signal?.aborted) throw error
+      continue
     }
+    // Through a plain-HTTP proxy, a 407 is the proxy's refusal, not the provider's answer.
+    if (origin.via && !origin.tls && head.status === 407) {
+      exchange.body.cancel()
+      throw new Error(`the proxy ${origin.via.name} refused a request to ${url.host}: 407 ${head.statusText}`.trim())
+    }
+    return toResponse(exchange, head)
   }
 }
 
@@ -214,7 +221,7 @@ async function connect(origin: Origin, signal?: AbortSignal): Promise<Connection
   const { via } = origin
   const opening =
     via && origin.tls
-      ? tunnel(origin, via, connection)
+      ? tunnel(origin, via, connection, signal)
       : Bun.connect<Connection>({
           // Through a proxy, a plain-HTTP request goes to the proxy, in absolute form (`requestBytes`).
           hostname: via?.hostname ?? origin.hostname,
@@ -257,54 +264,68 @@ const connectionHandlers = handlers as unknown as Bun.SocketHandler<Connection>
 /**
  * TLS to the provider inside a proxy's CONNECT tunnel: the proxy relays bytes it cannot read, and
  * the provider's certificate is checked as on a direct connection. A proxy that refuses (407, 403,
- * 502...) fails the request with its status, which the SDK reports as a connection error.
+ * 502...) fails the request with its status, which the SDK reports as a connection error. An abort
+ * closes the socket at any step (a silent proxy would otherwise hold it).
  */
-async function tunnel(origin: Origin, via: Via, connection: Connection): Promise<Bun.Socket<Connection>> {
+async function tunnel(origin: Origin, via: Via, connection: Connection, signal?: AbortSignal): Promise<Bun.Socket<Connection>> {
   const target = `${origin.hostname.includes(":") ? `[${origin.hostname}]` : origin.hostname}:${origin.port}`
-  const answered = Promise.withResolvers<void>()
+  const answered = Promise.withResolvers<string>()
   let answer = ""
+  // After the proxy's answer, the raw socket's handlers still see every encrypted read: they ignore it.
+  let settled = false
+  const settle = (outcome: () => void) => {
+    if (settled) return
+    settled = true
+    outcome()
+  }
   const raw = await Bun.connect({
     hostname: via.hostname,
     port: via.port,
     socket: {
       data(_, bytes) {
+        if (settled) return
         answer += latin1.decode(bytes)
-        if (answer.includes("\r\n\r\n")) answered.resolve()
-        else if (answer.length > MAX_HEAD) answered.reject(new Error(`the proxy ${via.name} sent an over-long answer to CONNECT`))
+        if (answer.includes("\r\n\r\n")) settle(() => answered.resolve(answer))
+        else if (answer.length > MAX_HEAD)
+          settle(() => answered.reject(new Error(`the proxy ${via.name} sent an over-long answer to CONNECT`)))
       },
-      error: (_, error) => answered.reject(error),
-      close: () => answered.reject(new Error(`the proxy ${via.name} closed the connection before answering CONNECT ${target}`)),
+      error: (_, error) => settle(() => answered.reject(error)),
+      close: () =>
+        settle(() => answered.reject(new Error(`the proxy ${via.name} closed the connection before answering CONNECT ${target}`))),
     },
   }).catch(unreachable(via))
-  raw.write(
-    `CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n${via.authorization ? `proxy-authorization: ${via.authorization}\r\n` : ""}\r\n`,
-  )
-  const end = await answered.promise.then(
-    () => answer.indexOf("\r\n\r\n"),
-    (error: unknown) => {
-      raw.terminate()
-      throw error
-    },
-  )
-  const status = /^HTTP\/1\.[01] (\d{3})(?: ([^\r]*))?/.exec(answer)
-  // The provider speaks only after our TLS hello: a byte past the proxy's answer is out of step.
-  if (!status?.[1]?.startsWith("2") || end + 4 !== answer.length) {
-    raw.terminate()
-    const said = status ? `${status[1]} ${status[2] ?? ""}`.trim() : JSON.stringify(answer.slice(0, 40))
-    throw new Error(`the proxy ${via.name} refused a tunnel to ${target}: ${said}`)
+  let tls: Bun.Socket<Connection> | undefined
+  const abort = () => {
+    settle(() => answered.reject(abortError()))
+    ;(tls ?? raw).terminate()
   }
-  // Unlike a direct TLS connection, an upgraded socket does not hold writes until its handshake.
-  connection.handshake = Promise.withResolvers<void>()
-  const [, tls] = raw.upgradeTLS<Connection>({ data: connection, tls: origin.tls || {}, socket: connectionHandlers })
+  signal?.addEventListener("abort", abort, { once: true })
   try {
+    if (signal?.aborted) abort()
+    else
+      raw.write(
+        `CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n${via.authorization ? `proxy-authorization: ${via.authorization}\r\n` : ""}\r\n`,
+      )
+    const head = await answered.promise
+    const status = /^HTTP\/1\.[01] (\d{3})(?: ([^\r]*))?/.exec(head)
+    // The provider speaks only after our TLS hello: a byte past the proxy's answer is out of step.
+    if (!status?.[1]?.startsWith("2") || !head.endsWith("\r\n\r\n")) {
+      const said = status ? `${status[1]} ${status[2] ?? ""}`.trim() : JSON.stringify(head.slice(0, 40))
+      throw new Error(`the proxy ${via.name} refused a tunnel to ${target}: ${said}`)
+    }
+    // Unlike a direct TLS connection, an upgraded socket does not hold writes until its handshake.
+    connection.handshake = Promise.withResolvers<void>()
+    tls = raw.upgradeTLS<Connection>({ data: connection, tls: origin.tls || {}, socket: connectionHandlers })[1]
     await connection.handshake.promise
+    return tls
   } catch (error) {
-    tls.terminate()
+    ;(tls ?? raw).terminate()
     throw error
   } finally {
     connection.handshake = undefined
+    answer = ""
+    signal?.removeEventListener("abort", abort)
   }
-  return tls
 }
 
 // ------------------------------------------------------------------ one request and its response
