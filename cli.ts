@@ -112,11 +112,15 @@ AUTH_TOKEN have no flags, because a command line is visible to every user of the
 
 /** The effective configuration as JSON, with every secret masked. */
 export function printableConfig(config: Config): string {
+  const { egressProxy: proxy, otel } = config
   const masked = {
     ...config,
     anthropic: { ...config.anthropic, apiKey: config.anthropic.apiKey && maskKey(config.anthropic.apiKey) },
     openai: { ...config.openai, apiKey: config.openai.apiKey && maskKey(config.openai.apiKey) },
     authTokens: config.authTokens.map(maskKey),
+    // A proxy's password, and the OTLP headers (where a collector's key goes), are secrets too.
+    egressProxy: proxy && { ...proxy, https: proxy.https && shownProxy(proxy.https), http: proxy.http && shownProxy(proxy.http) },
+    otel: otel && { ...otel, headers: Object.fromEntries(Object.entries(otel.headers).map(([name, value]) => [name, maskKey(value)])) },
   }
   return JSON.stringify(masked, null, 2)
 }

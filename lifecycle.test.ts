@@ -170,13 +170,18 @@ describe("the command line", () => {
       HOST: "0.0.0.0",
       ANTHROPIC_API_KEY: "sk-ant-secret-0123456789abcdefghij",
       AUTH_TOKEN: "bearer-secret-0123456789abcdef",
+      HTTPS_PROXY: "http://corp:proxy-secret-42@proxy.internal:3128",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318",
+      OTEL_EXPORTER_OTLP_HEADERS: "x-honeycomb-team=otel-secret-0123456789abcdef",
     })
     expect(code).toBe(0)
     const config = JSON.parse(stdout)
     expect([config.port, config.host]).toEqual([9999, "0.0.0.0"])
-    expect(stdout).not.toContain("0123456789abcdefghij")
-    expect(stdout).not.toContain("bearer-secret-0123456789abcdef")
+    for (const secret of ["0123456789abcdefghij", "bearer-secret-0123456789abcdef", "proxy-secret-42", "otel-secret-0123456789abcdef"])
+      expect(stdout).not.toContain(secret)
     expect(config.anthropic.apiKey).toBe("sk-ant-…ghij")
+    expect(config.egressProxy.https).toBe("http://corp:***@proxy.internal:3128")
+    expect(Object.keys(config.otel.headers)).toEqual(["x-honeycomb-team"])
   })
 
   test("an unknown flag and a bad configuration each exit non-zero, listing every problem before listening", async () => {
