@@ -1,7 +1,7 @@
 // The command line and start-up: --help, --version, --print-config, flags for the main settings;
 // then the configuration is checked, the server starts, and signals drain it.
 // Precedence: flags > environment > .env (Bun loads it without overriding the environment) > defaults.
-import { type Config, type Loaded, loadJsonSetting, maskKey, parseConfig } from "./config"
+import { type Config, type Loaded, loadJsonSetting, maskKey, maskUrl, parseConfig } from "./config"
 import { httpError } from "./edge/http-error"
 import { health, providerModes, ready } from "./edge/probes"
 import type { Handler } from "./index"
@@ -10,7 +10,6 @@ import { loadPrices } from "./observe/prices"
 import pkg from "./package.json"
 import playground from "./playground/index.html"
 import type { ToolDecl } from "./schema"
-import { shownProxy } from "./upstream/proxy"
 
 /** Each flag sets the environment variable of the same name; secrets have no flag (argv is public). */
 const FLAGS = {
@@ -118,9 +117,14 @@ export function printableConfig(config: Config): string {
     anthropic: { ...config.anthropic, apiKey: config.anthropic.apiKey && maskKey(config.anthropic.apiKey) },
     openai: { ...config.openai, apiKey: config.openai.apiKey && maskKey(config.openai.apiKey) },
     authTokens: config.authTokens.map(maskKey),
-    // A proxy's password, and the OTLP headers (where a collector's key goes), are secrets too.
-    egressProxy: proxy && { ...proxy, https: proxy.https && shownProxy(proxy.https), http: proxy.http && shownProxy(proxy.http) },
-    otel: otel && { ...otel, headers: Object.fromEntries(Object.entries(otel.headers).map(([name, value]) => [name, maskKey(value)])) },
+    // Credentials in URLs, and the OTLP headers (where a collector's key goes), are secrets too.
+    egressProxy: proxy && { ...proxy, https: proxy.https && maskUrl(proxy.https.href), http: proxy.http && maskUrl(proxy.http.href) },
+    redisUrl: config.redisUrl && maskUrl(config.redisUrl),
+    otel: otel && {
+      ...otel,
+      endpoint: maskUrl(otel.endpoint),
+      headers: Object.fromEntries(Object.keys(otel.headers).map((name) => [name, "***"])),
+    },
   }
   return JSON.stringify(masked, null, 2)
 }
@@ -315,16 +319,16 @@ export async function main() {
   logger.info(`  auth: ${tokens ? `bearer (${tokens} token${tokens > 1 ? "s" : ""})` : "off"}, BYOK: ${config.byok}`, {
     auth: tokens > 0,
     byok: config.byok,
-    tracing: config.otel ? config.otel.endpoint : "off",
+    tracing: config.otel ? maskUrl(config.otel.endpoint) : "off",
     prices: prices.value.length,
   })
   const proxy = config.egressProxy
   if (proxy) {
-    const via = (["https", "http"] as const).flatMap((scheme) => (proxy[scheme] ? [`${scheme}:// via ${shownProxy(proxy[scheme])}`] : []))
+    const via = (["https", "http"] as const).flatMap((scheme) => (proxy[scheme] ? [`${scheme}:// via ${maskUrl(proxy[scheme].href)}`] : []))
     const except = proxy.noProxy.length ? `, except NO_PROXY ${proxy.noProxy.join(",")}` : ""
     logger.info(`  egress proxy: ${via.join(", ")}${except}`, {
-      httpsProxy: proxy.https && shownProxy(proxy.https),
-      httpProxy: proxy.http && shownProxy(proxy.http),
+      httpsProxy: proxy.https && maskUrl(proxy.https.href),
+      httpProxy: proxy.http && maskUrl(proxy.http.href),
       noProxy: proxy.noProxy,
     })
   }

@@ -131,6 +131,9 @@ describe("config", () => {
       'HTTPS_PROXY: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got "https://***@proxy.corp:3128"',
       'HTTP_PROXY: expected http://[user:password@]host[:port] (a proxy spoken to in plain HTTP); got "http://proxy.corp:3128/some/path"',
     ])
+    // A line break does not end the mask.
+    const broken = parseConfig({ HTTPS_PROXY: "http://u:pa\nss-secret@proxy:3128/x" })
+    expect(broken.ok ? "" : broken.problems.join()).not.toContain("secret")
     // A stray % would fail every request later; it fails start-up instead, saying how to write it.
     const percent = parseConfig({ HTTPS_PROXY: "http://u:50%off@proxy.corp:3128" })
     expect(percent.ok ? [] : percent.problems).toEqual([

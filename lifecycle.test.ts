@@ -171,17 +171,24 @@ describe("the command line", () => {
       ANTHROPIC_API_KEY: "sk-ant-secret-0123456789abcdefghij",
       AUTH_TOKEN: "bearer-secret-0123456789abcdef",
       HTTPS_PROXY: "http://corp:proxy-secret-42@proxy.internal:3128",
-      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318",
+      // Some services put the key in the user name, with no password.
+      HTTP_PROXY: "http://zyte-key-secret-0123:@proxy.zyte.example:8011",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel:endpoint-secret-7@collector.internal:4318",
       OTEL_EXPORTER_OTLP_HEADERS: "x-honeycomb-team=otel-secret-0123456789abcdef",
+      REDIS_URL: "redis://:redis-secret-pass@10.0.0.5:6379",
     })
     expect(code).toBe(0)
     const config = JSON.parse(stdout)
     expect([config.port, config.host]).toEqual([9999, "0.0.0.0"])
-    for (const secret of ["0123456789abcdefghij", "bearer-secret-0123456789abcdef", "proxy-secret-42", "otel-secret-0123456789abcdef"])
-      expect(stdout).not.toContain(secret)
+    const secrets = ["0123456789abcdefghij", "bearer-secret-0123456789abcdef", "proxy-secret-42", "zyte-key-secret", "endpoint-secret-7"]
+    for (const secret of [...secrets, "0123456789abcdef", "redis-secret-pass"]) expect(stdout).not.toContain(secret)
     expect(config.anthropic.apiKey).toBe("sk-ant-…ghij")
-    expect(config.egressProxy.https).toBe("http://corp:***@proxy.internal:3128")
-    expect(Object.keys(config.otel.headers)).toEqual(["x-honeycomb-team"])
+    expect(config.egressProxy).toMatchObject({ https: "http://corp:***@proxy.internal:3128", http: "http://***@proxy.zyte.example:8011" })
+    expect(config.otel).toMatchObject({
+      endpoint: "https://otel:***@collector.internal:4318/v1/traces",
+      headers: { "x-honeycomb-team": "***" },
+    })
+    expect(config.redisUrl).toBe("redis://:***@10.0.0.5:6379")
   })
 
   test("an unknown flag and a bad configuration each exit non-zero, listing every problem before listening", async () => {

@@ -33,6 +33,21 @@ export function maskKey(key: string): string {
   return `${key.slice(0, 7)}…${key.slice(-4)}`
 }
 
+/**
+ * A URL as logs and --print-config may show it: a password becomes `***`, and a user name with no
+ * password (some services put the key there) becomes `***` too. Anything that is not a URL is
+ * masked up to its last `@`, line breaks included.
+ */
+export function maskUrl(text: string): string {
+  if (!URL.canParse(text)) return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, "$1***@")
+  const url = new URL(text)
+  if (!url.username && !url.password) return text
+  if (url.password) url.password = "***"
+  else url.username = "***"
+  // `http://host:3128/` reads as `http://host:3128`.
+  return url.pathname === "/" && !url.search && !url.hash ? url.href.slice(0, -1) : url.href
+}
+
 /** `*` matches any run of characters; everything else is literal. */
 export function matchesPattern(pattern: string, value: string): boolean {
   if (!pattern.includes("*")) return pattern === value

@@ -3,7 +3,7 @@ import { maskKey } from "./helpers"
 import type { EgressProxy } from "../upstream/proxy"
 import { parseEgressProxy, parseFallback, parseModelSettings, parseOtel, parsePlayground, parseRedisUrl, parseResumable } from "./settings"
 
-export { type Loaded, loadJsonSetting, maskKey, matchesAny, matchesPattern, providerMode } from "./helpers"
+export { type Loaded, loadJsonSetting, maskKey, maskUrl, matchesAny, matchesPattern, providerMode } from "./helpers"
 
 export type ProviderName = "anthropic" | "openai" | "mock"
 export const PROVIDERS: readonly ProviderName[] = ["anthropic", "openai", "mock"]

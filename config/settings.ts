@@ -131,7 +131,7 @@ export function parseEgressProxy(str: (name: string) => string | undefined, prob
     // `host:port` alone is a plain HTTP proxy, as curl reads it.
     const full = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`
     const url = URL.canParse(full) ? new URL(full) : undefined
-    const shown = raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, "$1***@")
+    const shown = raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, "$1***@")
     if (url?.protocol === "http:" && url.hostname && (url.pathname === "/" || url.pathname === "") && !url.search && !url.hash) {
       if (decodable(url.username) && decodable(url.password)) return url
       problems.push(`${name}: its user or password is not valid percent-encoding (write % as %25); got ${JSON.stringify(shown)}`)

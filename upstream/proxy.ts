@@ -48,13 +48,6 @@ export function bypassed(url: URL, noProxy: readonly string[]): boolean {
   })
 }
 
-/** A proxy as logs may show it: its password masked. */
-export function shownProxy(url: URL): string {
-  const shown = new URL(url.href)
-  if (shown.password) shown.password = "***"
-  return shown.href.replace(/\/$/, "")
-}
-
 function splitPort(entry: string): { name: string; entryPort?: number } {
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry)
   if (bracketed) return { name: bracketed[1] as string, entryPort: bracketed[2] ? Number(bracketed[2]) : undefined }
