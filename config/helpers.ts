@@ -33,13 +33,16 @@ export function maskKey(key: string): string {
   return `${key.slice(0, 7)}…${key.slice(-4)}`
 }
 
+/** Everything between a URL-like value's scheme and its last `@`, line breaks included, as `***`. */
+export const maskBeforeAt = (text: string) => text.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, "$1***@")
+
 /**
  * A URL as logs and --print-config may show it: a password becomes `***`, and a user name with no
  * password (some services put the key there) becomes `***` too. Anything that is not a URL is
- * masked up to its last `@`, line breaks included.
+ * masked up to its last `@` (`maskBeforeAt`).
  */
 export function maskUrl(text: string): string {
-  if (!URL.canParse(text)) return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, "$1***@")
+  if (!URL.canParse(text)) return maskBeforeAt(text)
   const url = new URL(text)
   if (!url.username && !url.password) return text
   if (url.password) url.password = "***"

@@ -1,7 +1,7 @@
 // The settings that are more than one value: each parsed from the environment into its part of
 // Config, its problems appended to the list parseConfig reports.
 import type { Config, ModelSettings } from "./index"
-import { providerMode } from "./helpers"
+import { maskBeforeAt, providerMode } from "./helpers"
 
 export function parseResumable(
   str: (name: string) => string | undefined,
@@ -131,7 +131,8 @@ export function parseEgressProxy(str: (name: string) => string | undefined, prob
     // `host:port` alone is a plain HTTP proxy, as curl reads it.
     const full = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`
     const url = URL.canParse(full) ? new URL(full) : undefined
-    const shown = raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, "$1***@")
+    // Masked more than maskUrl would: a value that failed here may not split where a URL does.
+    const shown = maskBeforeAt(raw)
     if (url?.protocol === "http:" && url.hostname && (url.pathname === "/" || url.pathname === "") && !url.search && !url.hash) {
       if (decodable(url.username) && decodable(url.password)) return url
       problems.push(`${name}: its user or password is not valid percent-encoding (write % as %25); got ${JSON.stringify(shown)}`)

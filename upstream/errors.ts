@@ -97,13 +97,12 @@ export function classifyError(error: unknown, provider: string): Failure {
 }
 
 /**
- * Why a provider could not be reached, for the operator's log (never the client's): the SDK's
- * connection error only says "Connection error."; what it wraps names the proxy, the refused
- * certificate or the address.
+ * Why a provider could not be reached (an error `classifyError` made `provider_unreachable`), for
+ * the operator's log, never the client's: the SDK's connection error only says "Connection
+ * error."; what it wraps names the proxy, the refused certificate or the address.
  */
 export function unreachableReason(error: unknown): string | undefined {
-  if (!isSdkError(error, "APIConnectionError") || isSdkError(error, "APIConnectionTimeoutError")) return undefined
-  const cause = (error as { cause?: unknown }).cause
+  const cause = (error as { cause?: unknown } | undefined)?.cause
   return cause instanceof Error ? cause.message : undefined
 }
 

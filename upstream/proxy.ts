@@ -71,4 +71,5 @@ function ipv4(text: string): number | undefined {
   return parts.reduce((sum, part) => sum * 256 + Number(part), 0)
 }
 
-const unbracket = (hostname: string) => (hostname.startsWith("[") ? hostname.slice(1, -1) : hostname)
+/** A URL's hostname without IPv6 brackets: `[::1]` → `::1`. */
+export const unbracket = (hostname: string) => (hostname.startsWith("[") ? hostname.slice(1, -1) : hostname)

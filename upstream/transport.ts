@@ -5,7 +5,7 @@
 // A 2xx body is also readable without a web stream: `rawBody` hands the hot path each network
 // read's bytes as they arrive. An egress proxy (HTTPS_PROXY, HTTP_PROXY) is honoured as Bun's
 // fetch would: see proxy.ts.
-import { type EgressProxy, proxyFor, type Via } from "./proxy"
+import { type EgressProxy, proxyFor, unbracket, type Via } from "./proxy"
 
 /** A pooled socket can die between two requests; that many fresh tries follow before giving up. */
 const STALE_SOCKET_RETRIES = 2
@@ -118,7 +118,7 @@ type Origin = { key: string; hostname: string; port: number; tls: false | { serv
 
 function originOf(url: URL, { ca, proxy }: TransportOptions): Origin {
   const https = url.protocol === "https:"
-  const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname
+  const hostname = unbracket(url.hostname)
   const port = Number(url.port) || (https ? 443 : 80)
   const ip = /^[\d.]+$/.test(hostname) || hostname.includes(":")
   const via = proxyFor(url, proxy)
